@@ -1,0 +1,51 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+import type { BucketName, QueueName } from '../../topology/topology.js';
+import { ConfigError } from './errors.js';
+
+/**
+ * The one place that reads the process environment. Parsed once, at import, so a typo fails at start-up
+ * with the variable's name. Handlers and domain code take what they need from `runtimeConfig`.
+ *
+ * Locally the runtime (`local/`) sets `BUCKET_*`, `QUEUE_URL_*` and the endpoints before it loads a
+ * function; deployed, SST sets the same variables from the linked resources.
+ */
+const envSchema = z.object({
+  AWS_REGION: z.string().min(1).default('us-east-1'),
+  S3_ENDPOINT: z.url().optional(),
+  SQS_ENDPOINT: z.url().optional(),
+  BUCKET_RAW: z.string().min(1).default('raw'),
+  BUCKET_LAKE: z.string().min(1).default('lake'),
+  BUCKET_WAREHOUSE: z.string().min(1).default('warehouse'),
+  QUEUE_URL_ETL: z.string().optional(),
+  PIPELINE_CONFIG: z.string().min(1).default(join(import.meta.dirname, '..', '..', 'config')),
+  PIPELINE_TMP: z.string().min(1).default(join(tmpdir(), 'telemetry-pipeline')),
+  MAX_LINE_BYTES: z.coerce.number().int().positive().default(1024 * 1024),
+});
+
+function parseEnv() {
+  const parsed = envSchema.safeParse(process.env);
+  if (!parsed.success) {
+    throw new ConfigError('environment', z.prettifyError(parsed.error));
+  }
+  return parsed.data;
+}
+
+const env = parseEnv();
+
+export const runtimeConfig = {
+  region: env.AWS_REGION,
+  s3Endpoint: env.S3_ENDPOINT,
+  sqsEndpoint: env.SQS_ENDPOINT,
+  buckets: { raw: env.BUCKET_RAW, lake: env.BUCKET_LAKE, warehouse: env.BUCKET_WAREHOUSE } satisfies Record<
+    BucketName,
+    string
+  >,
+  queueUrls: { etl: env.QUEUE_URL_ETL } satisfies Record<QueueName, string | undefined>,
+  configPath: env.PIPELINE_CONFIG,
+  tmpDir: env.PIPELINE_TMP,
+  maxLineBytes: env.MAX_LINE_BYTES,
+};
+
+export type RuntimeConfig = typeof runtimeConfig;

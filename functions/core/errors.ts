@@ -1,0 +1,65 @@
+/**
+ * Every error the pipeline raises on purpose. Permanent errors mean the input itself is bad: the object
+ * is quarantined and the message acknowledged. Anything else is transient: it is thrown, the message
+ * becomes visible again and is retried, and after `maxReceiveCount` it lands in the DLQ.
+ */
+
+interface ObjectRef {
+  bucket: string;
+  key: string;
+}
+
+/** Bad input that no retry can fix: quarantine and acknowledge. */
+export class PermanentObjectError extends Error {
+  override name = 'PermanentObjectError';
+  readonly bucket: string;
+  readonly key: string;
+  /** Stable, machine-readable reason used in metrics and quarantine records. */
+  readonly code: string;
+
+  constructor(ref: ObjectRef, code: string, message: string, options?: { cause?: unknown }) {
+    super(`s3://${ref.bucket}/${ref.key}: ${message}`, options);
+    this.bucket = ref.bucket;
+    this.key = ref.key;
+    this.code = code;
+  }
+}
+
+/** A failure talking to S3/SQS/DuckDB that may pass on retry. */
+export class TransientObjectError extends Error {
+  override name = 'TransientObjectError';
+  readonly bucket: string;
+  readonly key: string;
+
+  constructor(ref: ObjectRef, message: string, options?: { cause?: unknown }) {
+    super(`s3://${ref.bucket}/${ref.key}: ${message}`, options);
+    this.bucket = ref.bucket;
+    this.key = ref.key;
+  }
+}
+
+/** A configuration file that fails validation; thrown at load so start-up stops with path and reason. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  readonly file: string;
+
+  constructor(file: string, message: string, options?: { cause?: unknown }) {
+    super(`${file}: ${message}`, options);
+    this.file = file;
+  }
+}
+
+/** A message body that is not an event we understand (not an S3 notification). */
+export class MessageFormatError extends Error {
+  override name = 'MessageFormatError';
+  readonly messageId: string;
+
+  constructor(messageId: string, message: string, options?: { cause?: unknown }) {
+    super(`message ${messageId}: ${message}`, options);
+    this.messageId = messageId;
+  }
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

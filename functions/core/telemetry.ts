@@ -1,0 +1,74 @@
+import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import type { Manifest } from '../etl/manifest.js';
+import { logger } from './logger.js';
+
+/**
+ * Every metric the pipeline exports, and the named events that log and count together. Metric names
+ * are stable (dashboards and alerts depend on them) and share the `telemetry_pipeline_` prefix.
+ */
+export const registry = new Registry();
+collectDefaultMetrics({ register: registry, prefix: 'telemetry_pipeline_process_' });
+
+const PREFIX = 'telemetry_pipeline_';
+
+export const metrics = {
+  files: new Counter({
+    name: `${PREFIX}files_total`,
+    help: 'Files processed per stage, factory and outcome (loaded, quarantined, duplicate).',
+    labelNames: ['stage', 'factory', 'outcome'] as const,
+    registers: [registry],
+  }),
+  rows: new Counter({
+    name: `${PREFIX}rows_total`,
+    help: 'Rows written per stage, factory and table.',
+    labelNames: ['stage', 'factory', 'table'] as const,
+    registers: [registry],
+  }),
+  rejectedRows: new Counter({
+    name: `${PREFIX}rejected_rows_total`,
+    help: 'Input lines rejected, per factory and reason.',
+    labelNames: ['factory', 'reason'] as const,
+    registers: [registry],
+  }),
+  bytes: new Counter({
+    name: `${PREFIX}bytes_total`,
+    help: 'Input bytes read per stage.',
+    labelNames: ['stage', 'factory'] as const,
+    registers: [registry],
+  }),
+  stageDuration: new Histogram({
+    name: `${PREFIX}stage_duration_seconds`,
+    help: 'Seconds to process one file, per stage.',
+    labelNames: ['stage'] as const,
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+    registers: [registry],
+  }),
+};
+
+/** A file finished a stage: one log line and the counters, together. */
+export function fileProcessed(stage: string, manifest: Manifest, outcome: string): void {
+  const { factory } = manifest;
+  metrics.files.inc({ stage, factory, outcome });
+  if (outcome !== 'duplicate') {
+    metrics.rows.inc({ stage, factory, table: 'readings' }, manifest.rows.readings);
+    metrics.rows.inc({ stage, factory, table: 'events' }, manifest.rows.events);
+    for (const [reason, n] of Object.entries(manifest.rejectReasons)) metrics.rejectedRows.inc({ factory, reason }, n);
+    metrics.bytes.inc({ stage, factory }, manifest.bytes);
+    metrics.stageDuration.observe({ stage }, manifest.seconds);
+  }
+  logger.info(
+    {
+      stage,
+      outcome,
+      factory,
+      key: manifest.source.key,
+      eTag: manifest.source.eTag,
+      format: manifest.format,
+      lines: manifest.lines,
+      rows: manifest.rows,
+      seconds: manifest.seconds,
+      ...(manifest.quarantine ? { error_code: manifest.quarantine.code, reason: manifest.quarantine.reason } : {}),
+    },
+    `${stage} ${outcome} s3://${manifest.source.bucket}/${manifest.source.key}`,
+  );
+}

@@ -1,0 +1,222 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { DeleteObjectsCommand } from '@aws-sdk/client-s3';
+import type { DuckDBInstance } from '@duckdb/node-api';
+import { withConnection } from '../core/duckdb.js';
+import { PermanentObjectError } from '../core/errors.js';
+import { getJson, openObject, putJson, s3, uploadFile } from '../core/s3.js';
+import type { S3ObjectEvent } from '../core/s3-event.js';
+import { type Factory, type FactoriesConfig, factoryOfKey, ruleForKey } from './factories.js';
+import { manifestKey, normalizedKey, objectId, quarantinedFileKey, rejectsKey } from './lake-keys.js';
+import { splitLines } from './line-splitter.js';
+import { type Manifest, manifestSchema } from './manifest.js';
+import { normalize } from './normalize.js';
+import { resolveRule } from './rule.js';
+
+export interface EtlDeps {
+  factories: FactoriesConfig;
+  db: DuckDBInstance;
+  lakeBucket: string;
+  tmpDir: string;
+  maxLineBytes: number;
+}
+
+export type EtlOutcome =
+  | { status: 'loaded' | 'quarantined'; manifest: Manifest }
+  | { status: 'duplicate'; manifest: Manifest };
+
+const FACTORY_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const GZIP_MAGIC = [0x1f, 0x8b];
+
+/** Factory config for a key; an unknown factory gets defaults (UTC, auto-detect) rather than a failure. */
+function factoryFor(config: FactoriesConfig, ref: { bucket: string; key: string }): Factory {
+  const id = factoryOfKey(ref.key) ?? 'unassigned';
+  if (!FACTORY_ID.test(id)) {
+    throw new PermanentObjectError(ref, 'bad-factory', `first path segment "${id}" is not a factory id (a-z, 0-9, -)`);
+  }
+  return config.factories.get(id) ?? { id, name: id, timezone: 'UTC', files: [] };
+}
+
+/** Reads the first bytes of a stream and gives back a stream that still yields everything. */
+async function peek(body: Readable, bytes: number): Promise<{ head: Buffer; stream: Readable }> {
+  const iterator = body[Symbol.asyncIterator]();
+  const first = await iterator.next();
+  const head: Buffer = first.done ? Buffer.alloc(0) : (first.value as Buffer);
+  async function* all() {
+    if (head.length > 0) yield head;
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) return;
+      yield next.value as Buffer;
+    }
+  }
+  return { head: head.subarray(0, bytes), stream: Readable.from(all(), { objectMode: false }) };
+}
+
+/**
+ * One raw object → normalized Parquet, rejects and a manifest in the lake. Idempotent: a replay of the
+ * same object version is recognised by its manifest and skipped; a crash before the manifest is written
+ * is retried and rewrites the same output keys.
+ */
+export async function etlObject(event: S3ObjectEvent, deps: EtlDeps): Promise<EtlOutcome> {
+  const startedAt = new Date();
+  const ref = { bucket: event.bucket, key: event.key };
+  let factory: Factory;
+  try {
+    factory = factoryFor(deps.factories, ref);
+  } catch (err) {
+    if (err instanceof PermanentObjectError) {
+      return quarantine(deps, event, { id: objectId(event.bucket, event.key, event.eTag ?? ''), factory: 'unassigned', startedAt }, err);
+    }
+    throw err;
+  }
+  const mKey = manifestKey(factory.id, event.bucket, event.key);
+  const previous = manifestSchema.safeParse(await getJson(deps.lakeBucket, mKey));
+  if (previous.success && event.eTag && previous.data.source.eTag === event.eTag) {
+    return { status: 'duplicate', manifest: previous.data };
+  }
+
+  const { body, info } = await openObject(event.bucket, event.key);
+  if (previous.success && previous.data.source.eTag === info.eTag) {
+    body.destroy();
+    return { status: 'duplicate', manifest: previous.data };
+  }
+  const id = objectId(event.bucket, event.key, info.eTag);
+  const work = await mkdtemp(join(deps.tmpDir, `etl-${id}-`));
+  const meta = { id, factory: factory.id, startedAt, info };
+  try {
+    const { head, stream } = await peek(body, 2);
+    const gzip = head[0] === GZIP_MAGIC[0] && head[1] === GZIP_MAGIC[1];
+    const input = gzip ? stream.pipe(createGunzip()) : stream;
+    if (gzip) stream.on('error', (err) => input.destroy(err));
+
+    let split: Awaited<ReturnType<typeof splitLines>>;
+    try {
+      split = await splitLines(input, { dir: work, maxLineBytes: deps.maxLineBytes });
+    } catch (err) {
+      if (gzip && (err as NodeJS.ErrnoException).code?.startsWith('Z_')) {
+        return await quarantine(deps, event, meta, new PermanentObjectError(ref, 'corrupt-gzip', `corrupt gzip: ${(err as Error).message}`, { cause: err }), gzip);
+      }
+      throw err;
+    }
+    if (split.binary) {
+      return await quarantine(deps, event, meta, new PermanentObjectError(ref, 'binary-object', 'binary object (NUL bytes in the first 8 KiB), not a text log'), gzip);
+    }
+    if (split.totalLines === 0) {
+      return await quarantine(deps, event, meta, new PermanentObjectError(ref, 'empty-object', 'empty object: no lines'), gzip);
+    }
+
+    const rule = resolveRule(ruleForKey(factory, event.key), split.sample);
+    const keyFields = Object.fromEntries(
+      Object.values(rule.map)
+        .filter((r): r is { fromKey: string } => typeof r === 'object' && !Array.isArray(r) && 'fromKey' in r)
+        .map((r) => [r.fromKey, new RegExp(r.fromKey).exec(event.key)?.[1]]),
+    );
+    const result = await withConnection(deps.db, (c) =>
+      normalize(c, {
+        split,
+        rule,
+        factory: factory.id,
+        sourceKey: event.key,
+        id,
+        outDir: join(work, 'out'),
+        context: { timeZone: rule.timestamp.timezone ?? factory.timezone, referenceTime: info.lastModified },
+        keyFields,
+        defaultDevice: defaultDevice(event.key),
+      }),
+    );
+
+    const outputs: string[] = [];
+    for (const file of result.files) {
+      const key = file.kind === 'rejects' ? rejectsKey(file.relativePath) : normalizedKey(file.relativePath);
+      await uploadFile(deps.lakeBucket, key, file.path, 'application/vnd.apache.parquet', {
+        'source-key': encodeURIComponent(event.key),
+        'source-etag': info.eTag,
+        'source-created-at': info.lastModified.toISOString(),
+      });
+      outputs.push(key);
+    }
+    if (previous.success) await deleteStale(deps.lakeBucket, previous.data.outputs, outputs);
+
+    const finishedAt = new Date();
+    const manifest: Manifest = {
+      id,
+      status: 'loaded',
+      source: { bucket: event.bucket, key: event.key, eTag: info.eTag, size: info.size, createdAt: info.lastModified.toISOString() },
+      factory: factory.id,
+      format: rule.format,
+      table: rule.table,
+      detected: rule.detected,
+      gzip,
+      lines: result.lines,
+      rows: result.rows,
+      rejectReasons: result.rejectReasons,
+      outputs,
+      bytes: split.bytes,
+      seconds: (finishedAt.getTime() - startedAt.getTime()) / 1000,
+      startedAt: startedAt.toISOString(),
+      finishedAt: finishedAt.toISOString(),
+      minTs: result.minTs,
+      maxTs: result.maxTs,
+    };
+    await putJson(deps.lakeBucket, mKey, manifest);
+    return { status: 'loaded', manifest };
+  } finally {
+    body.destroy();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** `plant/2024/01/02/press-07.csv.gz` → `press-07`. */
+export function defaultDevice(key: string): string {
+  const name = key.slice(key.lastIndexOf('/') + 1);
+  return name.replace(/(\.(gz|log|txt|csv|tsv|jsonl|json|ndjson|syslog))+$/i, '') || name;
+}
+
+/** Outputs of an earlier version of the same key that the new version did not rewrite. */
+async function deleteStale(bucket: string, before: string[], after: string[]): Promise<void> {
+  const keep = new Set(after);
+  const stale = before.filter((k) => !keep.has(k));
+  if (stale.length === 0) return;
+  await s3().send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: stale.map((Key) => ({ Key })) } }));
+}
+
+/** Whole-file quarantine: the raw object stays where it is; a record and a manifest say why. */
+async function quarantine(
+  deps: EtlDeps,
+  event: S3ObjectEvent,
+  meta: { id: string; factory: string; startedAt: Date; info?: { eTag: string; size: number; lastModified: Date } },
+  error: PermanentObjectError,
+  gzip = false,
+): Promise<EtlOutcome> {
+  const finishedAt = new Date();
+  const record = { bucket: event.bucket, key: event.key, eTag: meta.info?.eTag ?? event.eTag ?? '', code: error.code, reason: error.message, at: finishedAt.toISOString() };
+  const recordKey = quarantinedFileKey(meta.factory, meta.id);
+  await putJson(deps.lakeBucket, recordKey, record);
+  const manifest: Manifest = {
+    id: meta.id,
+    status: 'quarantined',
+    source: {
+      bucket: event.bucket,
+      key: event.key,
+      eTag: record.eTag,
+      size: meta.info?.size ?? event.size ?? 0,
+      createdAt: (meta.info?.lastModified ?? meta.startedAt).toISOString(),
+    },
+    factory: meta.factory,
+    gzip,
+    lines: { total: 0, loaded: 0, rejected: 0, blank: 0, header: 0 },
+    rows: { readings: 0, events: 0 },
+    rejectReasons: {},
+    quarantine: { code: error.code, reason: error.message },
+    outputs: [recordKey],
+    bytes: meta.info?.size ?? 0,
+    seconds: (finishedAt.getTime() - meta.startedAt.getTime()) / 1000,
+    startedAt: meta.startedAt.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+  };
+  await putJson(deps.lakeBucket, manifestKey(meta.factory, event.bucket, event.key), manifest);
+  return { status: 'quarantined', manifest };
+}

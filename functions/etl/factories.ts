@@ -1,0 +1,191 @@
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import picomatch from 'picomatch';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from '../core/errors.js';
+
+/**
+ * `config/factories.yaml`: factories, and per factory the rules that say how a file in
+ * `raw/<factory>/…` is parsed and mapped onto the canonical tables. Validated with zod `.strict()` so a
+ * typo fails at load with its path.
+ */
+
+/** Where a canonical column comes from: a field name, several fields joined by a space, or a constant. */
+const fieldRef = z.union([
+  z.string().min(1),
+  z.array(z.string().min(1)).min(1),
+  z.object({ const: z.string() }).strict(),
+  z.object({ fromKey: z.string().min(1) }).strict().describe('regex with one capture group applied to the object key'),
+]);
+export type FieldRef = z.infer<typeof fieldRef>;
+
+const timestampSpec = z
+  .object({
+    /** `auto`, `iso8601`, `epoch_s`, `epoch_ms`, or a strptime format such as `%y%m%d %H%M%S`. */
+    format: z.string().min(1).default('auto'),
+    /** IANA zone for naive times; defaults to the factory's. */
+    timezone: z.string().min(1).optional(),
+  })
+  .strict();
+
+const mapping = z
+  .object({
+    ts: fieldRef.optional(),
+    device: fieldRef.optional(),
+    metric: fieldRef.optional(),
+    value: fieldRef.optional(),
+    unit: fieldRef.optional(),
+    severity: fieldRef.optional(),
+    code: fieldRef.optional(),
+    component: fieldRef.optional(),
+    message: fieldRef.optional(),
+  })
+  .strict();
+export type Mapping = z.infer<typeof mapping>;
+
+const wide = z
+  .object({
+    /** Columns that each become one reading; `"*"`: every column not mapped to ts/device. */
+    metrics: z.union([z.literal('*'), z.array(z.string().min(1)).min(1)]).default('*'),
+    units: z.record(z.string(), z.string()).default({}),
+  })
+  .strict();
+
+const ruleBase = {
+  /** Glob(s) on the file name (or on the path below the factory when the glob has a `/`); `.gz` ignored. */
+  match: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+  table: z.enum(['readings', 'events', 'auto']).default('auto'),
+  map: mapping.default({}),
+  wide: wide.optional(),
+  timestamp: timestampSpec.default({ format: 'auto' }),
+  /** Regex with one group that pulls an error code out of the message when no code field is mapped. */
+  codePattern: z.string().min(1).optional(),
+};
+
+const ruleSchema = z.discriminatedUnion('format', [
+  z.object({ format: z.literal('auto'), ...ruleBase }).strict(),
+  z.object({ format: z.literal('jsonl'), ...ruleBase }).strict(),
+  z
+    .object({
+      format: z.literal('csv'),
+      ...ruleBase,
+      delimiter: z.string().min(1).max(4).optional(),
+      header: z.boolean().default(true),
+      columns: z.array(z.string().min(1)).min(1).optional(),
+      /** Numbers written with a decimal comma (`21,5`); default: on when the delimiter is `;`. */
+      decimalComma: z.boolean().optional(),
+    })
+    .strict(),
+  z.object({ format: z.literal('syslog'), ...ruleBase }).strict(),
+  z.object({ format: z.literal('template'), ...ruleBase, template: z.string().min(1) }).strict(),
+  z.object({ format: z.literal('regex'), ...ruleBase, pattern: z.string().min(1) }).strict(),
+]);
+export type FileRule = z.infer<typeof ruleSchema>;
+
+const ianaZone = z.string().refine(
+  (tz) => {
+    try {
+      new Intl.DateTimeFormat('en', { timeZone: tz });
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: 'not an IANA time zone' },
+);
+
+const factorySchema = z
+  .object({
+    name: z.string().min(1),
+    timezone: ianaZone.default('UTC'),
+    files: z.array(ruleSchema).default([]),
+  })
+  .strict();
+export type Factory = z.infer<typeof factorySchema> & { id: string };
+
+const factoryId = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'factory ids are lower-case letters, digits and -');
+
+const factoriesFileSchema = z
+  .object({
+    version: z.literal(1),
+    limits: z
+      .object({ maxLineBytes: z.number().int().positive().optional(), maxRejectRatio: z.number().min(0).max(1).optional() })
+      .strict()
+      .default({}),
+    factories: z.record(factoryId, factorySchema),
+  })
+  .strict();
+
+export interface FactoriesConfig {
+  file: string;
+  limits: { maxLineBytes?: number };
+  factories: Map<string, Factory>;
+}
+
+/** Resolves `PIPELINE_CONFIG` (a folder holding factories.yaml, or the file itself). */
+export function factoriesFile(configPath: string): string {
+  try {
+    return statSync(configPath).isDirectory() ? join(configPath, 'factories.yaml') : configPath;
+  } catch (cause) {
+    throw new ConfigError(configPath, 'config path does not exist', { cause });
+  }
+}
+
+/** Parses and validates factories YAML text; `file` is only used in error messages. */
+export function parseFactories(text: string, file: string): FactoriesConfig {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (cause) {
+    throw new ConfigError(file, `invalid YAML: ${(cause as Error).message}`, { cause });
+  }
+  const parsed = factoriesFileSchema.safeParse(raw);
+  if (!parsed.success) throw new ConfigError(file, `invalid configuration:\n${z.prettifyError(parsed.error)}`);
+  for (const [id, f] of Object.entries(parsed.data.factories)) {
+    f.files.forEach((rule, i) => {
+      for (const [name, pattern] of [
+        ['codePattern', rule.codePattern],
+        ['pattern', rule.format === 'regex' ? rule.pattern : undefined],
+      ] as const) {
+        if (pattern === undefined) continue;
+        try {
+          new RegExp(pattern.replace(/\(\?P</g, "(?<"));
+        } catch (cause) {
+          throw new ConfigError(file, `factories.${id}.files[${i}].${name}: invalid regex: ${(cause as Error).message}`);
+        }
+      }
+    });
+  }
+  return {
+    file,
+    limits: parsed.data.limits,
+    factories: new Map(Object.entries(parsed.data.factories).map(([id, f]) => [id, { ...f, id }])),
+  };
+}
+
+export function loadFactories(configPath: string): FactoriesConfig {
+  const file = factoriesFile(configPath);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (cause) {
+    throw new ConfigError(file, 'cannot read file', { cause });
+  }
+  return parseFactories(text, file);
+}
+
+/** Raw keys are `<factory>/<yyyy>/<mm>/<dd>/<file>`; the factory is the first path segment. */
+export function factoryOfKey(key: string): string | undefined {
+  const first = key.split('/', 1)[0];
+  return first && key.includes('/') ? first : undefined;
+}
+
+/** The rule for a key below its factory; `undefined` means auto-detect. */
+export function ruleForKey(factory: Factory, key: string): FileRule | undefined {
+  const below = key.slice(key.indexOf('/') + 1).replace(/\.gz$/i, '');
+  return factory.files.find((rule) => {
+    const globs = Array.isArray(rule.match) ? rule.match : [rule.match];
+    return globs.some((g) => picomatch(g, { basename: !g.includes('/'), dot: true })(below));
+  });
+}

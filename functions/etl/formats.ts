@@ -1,0 +1,133 @@
+import { sqlString } from '../core/duckdb.js';
+import type { ResolvedRule } from './rule.js';
+import { severitySql } from './severity.js';
+
+/**
+ * How each input format is parsed inside DuckDB. `parse` is a SELECT over `data_lines(n, raw)` that
+ * yields `n, raw, err` (NULL when the line parsed) plus the format's own columns; `field(name)` is the
+ * SQL for one named field of a parsed line (VARCHAR, NULL when absent). Formats may also supply the
+ * timestamp, severity and attributes directly when the format itself defines them (syslog).
+ */
+export interface FormatSql {
+  parse: string;
+  field(name: string): string;
+  /** Overrides the mapped timestamp: SQL yielding TIMESTAMPTZ, and the raw text for reject reasons. */
+  ts?: { expr: string; raw: string };
+  severity?: string;
+  attributes: string;
+}
+
+export interface FormatContext {
+  /** Naive-time zone for this file. */
+  timeZone: string;
+  /** When the object was created: gives RFC 3164 timestamps (which have no year) their year. */
+  referenceTime: Date;
+}
+
+const RFC5424 = String.raw`^<(\d{1,3})>1 (\S+) (\S+) (\S+) (\S+) (\S+) (-|(?:\[(?:[^\]\\]|\\.)*\])+) ?(.*)$`;
+const RFC3164 = String.raw`^<(\d{1,3})>([A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}) (\S+) ([^:\[\s]+)(?:\[([^\]]*)\])?:? ?(.*)$`;
+const SYSLOG_FIELDS = ['pri', 'ts', 'host', 'app', 'procid', 'msgid', 'sd', 'msg'];
+const RFC3164_FIELDS = ['pri', 'ts', 'host', 'app', 'procid', 'msg'];
+
+function jsonPath(name: string): string {
+  return name.startsWith('$') ? name : `$."${name.replace(/"/g, '\\"')}"`;
+}
+
+function list(values: readonly string[]): string {
+  return `[${values.map(sqlString).join(', ')}]`;
+}
+
+export function formatSql(rule: ResolvedRule, ctx: FormatContext): FormatSql {
+  switch (rule.format) {
+    case 'jsonl':
+      return {
+        parse: `SELECT n, raw,
+            CASE WHEN NOT json_valid(raw) THEN 'invalid JSON'
+                 WHEN json_type(raw::JSON) <> 'OBJECT' THEN 'not a JSON object (got ' || lower(json_type(raw::JSON)) || ')' END AS err,
+            CASE WHEN json_valid(raw) THEN raw::JSON END AS j
+          FROM data_lines`,
+        field: (name) => `json_extract_string(j, ${sqlString(jsonPath(name))})`,
+        attributes: 'j',
+      };
+    case 'csv': {
+      const { delimiter } = rule.csv!;
+      const d = sqlString(delimiter);
+      const dRe = delimiter.replace(/[\\^$.|?*+()[\]{}]/g, '\\$&');
+      const fieldRe = sqlString(`("(?:[^"]|"")*"|[^${dRe}"]*)${dRe}`);
+      const lineRe = sqlString(`(?:("(?:[^"]|"")*"|[^${dRe}"]*)${dRe})*`);
+      const count = rule.fields.length;
+      const index = new Map(rule.fields.map((f, i) => [f, i + 1]));
+      return {
+        // Lines without a quote split natively; quoted lines go through an RE2 pattern for RFC 4180 fields.
+        parse: `SELECT n, raw,
+            CASE WHEN quoted AND NOT regexp_full_match(raw || ${d}, ${lineRe}) THEN 'unbalanced quotes'
+                 WHEN len(f) <> ${count} THEN 'expected ${count} fields, got ' || len(f) END AS err,
+            f
+          FROM (SELECT n, raw, quoted,
+              CASE WHEN NOT quoted THEN string_split(raw, ${d})
+                   ELSE list_transform(regexp_extract_all(raw || ${d}, ${fieldRe}, 1),
+                     x -> CASE WHEN starts_with(x, '"') THEN replace(x[2:-2], '""', '"') ELSE x END) END AS f
+            FROM (SELECT n, raw, contains(raw, '"') AS quoted FROM data_lines))`,
+        field: (name) => {
+          const i = index.get(name);
+          return i === undefined ? 'CAST(NULL AS VARCHAR)' : `f[${i}]`;
+        },
+        attributes: `json_object(${rule.fields.flatMap((f, i) => [sqlString(f), `f[${i + 1}]`]).join(', ')})`,
+      };
+    }
+    case 'syslog': {
+      const year = ctx.referenceTime.getUTCFullYear();
+      const zone = sqlString(ctx.timeZone);
+      const pick = (name: string) =>
+        RFC3164_FIELDS.includes(name)
+          ? `CASE WHEN g5.pri <> '' THEN nullif(g5.${name}, '-') ELSE nullif(g3.${name}, '') END`
+          : `CASE WHEN g5.pri <> '' THEN nullif(g5.${name}, '-') END`;
+      // RFC 3164 has no year: take the object's, and the year before when that would put the line
+      // more than two days in the future (a December log read in January).
+      const ts3164 = (y: number) =>
+        `timezone(${zone}, try_strptime('${y} ' || regexp_replace(g3.ts, '\\s+', ' '), '%Y %b %d %H:%M:%S'))`;
+      const reference = `TIMESTAMPTZ '${ctx.referenceTime.toISOString()}'`;
+      return {
+        parse: `SELECT n, raw,
+            CASE WHEN g5.pri = '' AND g3.pri = '' THEN 'not a syslog line (RFC 5424 or RFC 3164)' END AS err, g5, g3
+          FROM (SELECT n, raw,
+              regexp_extract(raw, ${sqlString(RFC5424)}, ${list(SYSLOG_FIELDS)}) AS g5,
+              regexp_extract(raw, ${sqlString(RFC3164)}, ${list(RFC3164_FIELDS)}) AS g3
+            FROM data_lines)`,
+        field: (name) => (SYSLOG_FIELDS.includes(name) ? pick(name) : 'CAST(NULL AS VARCHAR)'),
+        ts: {
+          expr: `CASE WHEN g5.pri <> '' THEN TRY_CAST(g5.ts AS TIMESTAMPTZ)
+                 WHEN ${ts3164(year)} > ${reference} + INTERVAL 2 DAY THEN ${ts3164(year - 1)}
+                 ELSE ${ts3164(year)} END`,
+          raw: pick('ts'),
+        },
+        severity: `CAST(TRY_CAST(${pick('pri')} AS INTEGER) % 8 AS TINYINT)`,
+        attributes: `json_object('facility', TRY_CAST(${pick('pri')} AS INTEGER) // 8, 'procid', ${pick('procid')},
+          'msgid', ${pick('msgid')}, 'structured_data', ${pick('sd')}, 'rfc', CASE WHEN g5.pri <> '' THEN 5424 ELSE 3164 END)`,
+      };
+    }
+    case 'template':
+    case 'regex': {
+      const { regex, groups } = rule.pattern!;
+      const names = new Set(groups);
+      return {
+        parse: `SELECT n, raw,
+            CASE WHEN NOT regexp_matches(raw, ${sqlString(regex)}) THEN 'does not match the pattern ' || ${sqlString(regex)} END AS err,
+            regexp_extract(raw, ${sqlString(regex)}, ${list(groups)}) AS g
+          FROM data_lines`,
+        field: (name) => (names.has(name) ? `nullif(g.${quoteIdent(name)}, '')` : 'CAST(NULL AS VARCHAR)'),
+        attributes: 'to_json(g)',
+      };
+    }
+  }
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** Severity SQL for a mapped field, or the format's own. */
+export function severityFor(format: FormatSql, mapped: string | undefined): string {
+  if (mapped) return severitySql(mapped);
+  return format.severity ?? 'CAST(NULL AS TINYINT)';
+}

@@ -1,0 +1,241 @@
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { isUtf8 } from 'node:buffer';
+
+/**
+ * The byte-level pass between the download and DuckDB. It does what DuckDB's text readers cannot do
+ * without losing lines: number every line, and take out lines DuckDB would refuse (invalid UTF-8, NUL
+ * bytes, over-long lines) as rejects with a reason. Everything else is written through unchanged into
+ * chunk files that DuckDB reads in parallel (`read_text` + `string_split`). A rejected line is written as
+ * an empty line so that line numbers stay aligned; it is excluded again in SQL by its number.
+ *
+ * Work per byte is native (`isUtf8`, `indexOf`): a chunk with no bad line is copied as it is.
+ */
+
+export interface LineChunk {
+  path: string;
+  /** Number (1-based) of the chunk's first line in the original file. */
+  firstLine: number;
+  lines: number;
+}
+
+export interface SplitReject {
+  line: number;
+  raw: string;
+  reason: string;
+}
+
+export interface SplitResult {
+  chunks: LineChunk[];
+  totalLines: number;
+  bytes: number;
+  rejects: SplitReject[];
+  /** The first non-blank, valid lines, for format detection. */
+  sample: string[];
+  /** True when the object looks binary (NUL bytes early on): the caller quarantines it whole. */
+  binary: boolean;
+}
+
+export interface SplitOptions {
+  dir: string;
+  maxLineBytes: number;
+  chunkBytes?: number;
+  sampleLines?: number;
+}
+
+const NL = 0x0a;
+const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+/** Bytes of an over-long or invalid line kept in its reject record; the raw object keeps all of it. */
+const REJECT_KEEP_BYTES = 4096;
+
+export async function splitLines(input: Readable, options: SplitOptions): Promise<SplitResult> {
+  const chunkBytes = options.chunkBytes ?? 32 * 1024 * 1024;
+  const sampleLines = options.sampleLines ?? 64;
+  const result: SplitResult = { chunks: [], totalLines: 0, bytes: 0, rejects: [], sample: [], binary: false };
+
+  let out: WriteStream | undefined;
+  let current: LineChunk | undefined;
+  let currentBytes = 0;
+  let carry: Buffer | undefined;
+  /** Set while skipping the rest of an over-long line: its bytes are dropped until the next newline. */
+  let overlong: { line: number; head: Buffer; bytes: number } | undefined;
+  let first = true;
+
+  const openChunk = () => {
+    current = {
+      path: join(options.dir, `chunk-${String(result.chunks.length).padStart(5, '0')}.txt`),
+      firstLine: result.totalLines + 1,
+      lines: 0,
+    };
+    result.chunks.push(current);
+    out = createWriteStream(current.path);
+    currentBytes = 0;
+  };
+  const write = async (buf: Buffer) => {
+    if (!out) openChunk();
+    currentBytes += buf.length;
+    if (!out!.write(buf)) await new Promise<void>((resolve) => out!.once('drain', resolve));
+  };
+  const closeChunk = async () => {
+    if (!out) return;
+    const stream = out;
+    out = undefined;
+    await new Promise<void>((resolve, reject) => stream.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  };
+  const reject = (line: number, bytes: Buffer, reason: string) => {
+    result.rejects.push({ line, raw: bytes.subarray(0, REJECT_KEEP_BYTES).toString('utf8'), reason });
+  };
+  const addSample = (line: Buffer) => {
+    if (result.sample.length >= sampleLines) return;
+    const text = line.toString('utf8').replace(/\r$/, '');
+    if (text.trim() !== '') result.sample.push(text);
+  };
+
+  /** Classifies one complete line (without its newline). Returns the bytes to write for it. */
+  const lineProblem = (line: Buffer): string | undefined => {
+    if (line.length > options.maxLineBytes) {
+      return `line is ${line.length} bytes, over the ${options.maxLineBytes}-byte limit (first ${REJECT_KEEP_BYTES} bytes kept)`;
+    }
+    if (line.includes(0)) return 'line contains NUL bytes (binary data)';
+    if (!isUtf8(line)) return `invalid UTF-8 at byte ${firstInvalidUtf8(line)}`;
+    return undefined;
+  };
+
+  /** Writes a region of complete lines (each ending in \n). */
+  const writeRegion = async (region: Buffer) => {
+    let lines = 0;
+    let slowPath = !isUtf8(region) || region.includes(0);
+    let pos = 0;
+    if (!slowPath) {
+      while (pos < region.length) {
+        const end = region.indexOf(NL, pos);
+        if (end - pos > options.maxLineBytes) {
+          slowPath = true;
+          break;
+        }
+        if (result.sample.length < sampleLines) addSample(region.subarray(pos, end));
+        lines++;
+        pos = end + 1;
+      }
+    }
+    if (!slowPath) {
+      if (!current || currentBytes >= chunkBytes) {
+        await closeChunk();
+        openChunk();
+      }
+      current!.lines += lines;
+      result.totalLines += lines;
+      await write(region);
+      return;
+    }
+    // Slow path: at least one line is bad; go line by line.
+    pos = 0;
+    while (pos < region.length) {
+      const end = region.indexOf(NL, pos);
+      const line = region.subarray(pos, end);
+      if (!current || currentBytes >= chunkBytes) {
+        await closeChunk();
+        openChunk();
+      }
+      result.totalLines++;
+      current!.lines++;
+      const problem = lineProblem(line);
+      if (problem) {
+        reject(result.totalLines, line, problem);
+        await write(Buffer.from([NL]));
+      } else {
+        addSample(line);
+        await write(region.subarray(pos, end + 1));
+      }
+      pos = end + 1;
+    }
+  };
+
+  const finishOverlong = async () => {
+    if (!overlong) return;
+    if (!current || currentBytes >= chunkBytes) {
+      await closeChunk();
+      openChunk();
+    }
+    result.totalLines++;
+    current!.lines++;
+    reject(
+      overlong.line,
+      overlong.head,
+      `line is ${overlong.bytes} bytes, over the ${options.maxLineBytes}-byte limit (first ${REJECT_KEEP_BYTES} bytes kept)`,
+    );
+    await write(Buffer.from([NL]));
+    overlong = undefined;
+  };
+
+  try {
+    for await (const piece of input) {
+      let data = piece as Buffer;
+      result.bytes += data.length;
+      if (first) {
+        first = false;
+        const head = data.subarray(0, 8192);
+        if (head.includes(0)) {
+          result.binary = true;
+          // Drain nothing further: the caller quarantines the whole object.
+          input.destroy();
+          break;
+        }
+        if (data.subarray(0, 3).equals(BOM)) data = data.subarray(3);
+      }
+      if (overlong) {
+        const nl = data.indexOf(NL);
+        if (nl < 0) {
+          overlong.bytes += data.length;
+          continue;
+        }
+        overlong.bytes += nl;
+        await finishOverlong();
+        data = data.subarray(nl + 1);
+      }
+      if (carry) {
+        data = Buffer.concat([carry, data]);
+        carry = undefined;
+      }
+      const lastNl = data.lastIndexOf(NL);
+      if (lastNl < 0) {
+        if (data.length > options.maxLineBytes) {
+          overlong = { line: result.totalLines + 1, head: Buffer.from(data.subarray(0, REJECT_KEEP_BYTES)), bytes: data.length };
+        } else {
+          carry = data;
+        }
+        continue;
+      }
+      await writeRegion(data.subarray(0, lastNl + 1));
+      const rest = data.subarray(lastNl + 1);
+      if (rest.length > options.maxLineBytes) {
+        overlong = { line: result.totalLines + 1, head: Buffer.from(rest.subarray(0, REJECT_KEEP_BYTES)), bytes: rest.length };
+      } else if (rest.length > 0) {
+        carry = Buffer.from(rest);
+      }
+    }
+    if (!result.binary) {
+      await finishOverlong();
+      if (carry && carry.length > 0) await writeRegion(Buffer.concat([carry, Buffer.from([NL])]));
+    }
+  } finally {
+    await closeChunk();
+  }
+  // A file whose first chunk was opened but got no line (e.g. binary) leaves an empty chunk: drop it.
+  result.chunks = result.chunks.filter((c) => c.lines > 0);
+  return result;
+}
+
+/** Byte offset of the first invalid UTF-8 sequence, for the reject reason. */
+function firstInvalidUtf8(buf: Buffer): number {
+  let lo = 0;
+  let hi = buf.length;
+  // Binary search on prefixes; a prefix that cuts a valid multi-byte char also fails, so refine by 4.
+  while (hi - lo > 4) {
+    const mid = (lo + hi) >>> 1;
+    if (isUtf8(buf.subarray(0, mid))) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}

@@ -1,0 +1,38 @@
+import { z } from 'zod';
+
+/** The per-file record the ETL writes last: the proof a file was processed, and its accounting. */
+export const manifestSchema = z.object({
+  id: z.string(),
+  status: z.enum(['loaded', 'quarantined']),
+  source: z.object({
+    bucket: z.string(),
+    key: z.string(),
+    eTag: z.string(),
+    size: z.number(),
+    createdAt: z.string(),
+  }),
+  factory: z.string(),
+  format: z.string().optional(),
+  table: z.string().optional(),
+  detected: z.boolean().optional(),
+  gzip: z.boolean(),
+  lines: z.object({
+    total: z.number(),
+    loaded: z.number(),
+    rejected: z.number(),
+    blank: z.number(),
+    header: z.number(),
+  }),
+  rows: z.object({ readings: z.number(), events: z.number() }),
+  rejectReasons: z.record(z.string(), z.number()),
+  quarantine: z.object({ code: z.string(), reason: z.string() }).optional(),
+  outputs: z.array(z.string()),
+  bytes: z.number(),
+  seconds: z.number(),
+  startedAt: z.string(),
+  finishedAt: z.string(),
+  minTs: z.string().optional(),
+  maxTs: z.string().optional(),
+});
+
+export type Manifest = z.infer<typeof manifestSchema>;

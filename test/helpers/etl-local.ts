@@ -1,0 +1,59 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { connectUtc } from '../../functions/core/duckdb.js';
+import { defaultDevice } from '../../functions/etl/etl-object.js';
+import { parseFactories, ruleForKey } from '../../functions/etl/factories.js';
+import { splitLines } from '../../functions/etl/line-splitter.js';
+import { normalize } from '../../functions/etl/normalize.js';
+import { resolveRule } from '../../functions/etl/rule.js';
+
+/**
+ * Runs the ETL's domain code (split → resolve rule → normalize in DuckDB) on an in-memory file, and
+ * reads the outputs back with DuckDB. No S3 involved.
+ */
+export async function etlText(
+  content: string | Buffer,
+  options: { yaml?: string; key?: string; factory?: string; maxLineBytes?: number; referenceTime?: Date } = {},
+) {
+  const factoryId = options.factory ?? 'plant';
+  const key = options.key ?? `${factoryId}/2024/01/02/file.log`;
+  const config = parseFactories(options.yaml ?? `version: 1\nfactories:\n  ${factoryId}:\n    name: Plant\n`, 'test.yaml');
+  const factory = config.factories.get(factoryId) ?? { id: factoryId, name: factoryId, timezone: 'UTC', files: [] };
+  const dir = await mkdtemp(join(tmpdir(), 'etl-test-'));
+  const c = await connectUtc(await DuckDBInstance.create(':memory:'));
+  try {
+    const buf = typeof content === 'string' ? Buffer.from(content) : content;
+    // Feed in small pieces so that line and chunk boundaries are exercised.
+    const pieces = Array.from({ length: Math.ceil(buf.length / 7) }, (_, i) => buf.subarray(i * 7, i * 7 + 7));
+    const split = await splitLines(Readable.from(pieces), { dir, maxLineBytes: options.maxLineBytes ?? 1 << 20, chunkBytes: 64 });
+    const rule = resolveRule(ruleForKey(factory, key), split.sample);
+    const result = await normalize(c, {
+      split,
+      rule,
+      factory: factoryId,
+      sourceKey: key,
+      id: 'test',
+      defaultDevice: defaultDevice(key),
+      outDir: join(dir, 'out'),
+      context: { timeZone: rule.timestamp.timezone ?? factory.timezone, referenceTime: options.referenceTime ?? new Date('2024-01-02T12:00:00Z') },
+    });
+    const read = async (kind: string) => {
+      const files = result.files.filter((f) => f.kind === kind).map((f) => `'${f.path}'`);
+      if (files.length === 0) return [];
+      const r = await c.runAndReadAll(`SELECT * EXCLUDE (date) FROM read_parquet([${files.join(',')}]) ORDER BY source_line, 2`);
+      return r.getRowObjectsJson();
+    };
+    const rejects = async () => {
+      const files = result.files.filter((f) => f.kind === 'rejects').map((f) => `'${f.path}'`);
+      if (files.length === 0) return [];
+      return (await c.runAndReadAll(`SELECT source_line, raw, reason FROM read_parquet([${files.join(',')}]) ORDER BY source_line`)).getRowObjectsJson();
+    };
+    return { rule, result, readings: await read('readings'), events: await read('events'), rejects: await rejects() };
+  } finally {
+    c.closeSync();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
