@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Manifest } from '../etl/manifest.js';
 import { logger } from './logger.js';
 
@@ -43,7 +43,32 @@ export const metrics = {
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
     registers: [registry],
   }),
+  invocations: new Counter({
+    name: `${PREFIX}function_invocations_total`,
+    help: 'Function invocations by function and outcome (ok, partial, error).',
+    labelNames: ['function', 'outcome'] as const,
+    registers: [registry],
+  }),
+  invocationDuration: new Histogram({
+    name: `${PREFIX}function_duration_seconds`,
+    help: 'Seconds per function invocation.',
+    labelNames: ['function'] as const,
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900],
+    registers: [registry],
+  }),
+  queueDepth: new Gauge({
+    name: `${PREFIX}queue_messages`,
+    help: 'Messages in a queue (visible + in flight), per queue; DLQs end in -dlq.',
+    labelNames: ['queue'] as const,
+    registers: [registry],
+  }),
 };
+
+/** A function invocation ended (counted by the local runtime, or by the handler wrapper in the cloud). */
+export function invocationFinished(fn: string, outcome: 'ok' | 'partial' | 'error', ms: number): void {
+  metrics.invocations.inc({ function: fn, outcome });
+  metrics.invocationDuration.observe({ function: fn }, ms / 1000);
+}
 
 /** A file finished a stage: one log line and the counters, together. */
 export function fileProcessed(stage: string, manifest: Manifest, outcome: string): void {

@@ -8,7 +8,7 @@ import { withConnection } from '../core/duckdb.js';
 import { PermanentObjectError } from '../core/errors.js';
 import { getJson, openObject, putJson, s3, uploadFile } from '../core/s3.js';
 import type { S3ObjectEvent } from '../core/s3-event.js';
-import { type Factory, type FactoriesConfig, factoryOfKey, ruleForKey } from './factories.js';
+import { FACTORY_ID, type Factory, type FactoriesConfig, factoryOfKey, ruleForKey } from './factories.js';
 import { manifestKey, normalizedKey, objectId, quarantinedFileKey, rejectsKey } from './lake-keys.js';
 import { splitLines } from './line-splitter.js';
 import { type Manifest, manifestSchema } from './manifest.js';
@@ -27,7 +27,6 @@ export type EtlOutcome =
   | { status: 'loaded' | 'quarantined'; manifest: Manifest }
   | { status: 'duplicate'; manifest: Manifest };
 
-const FACTORY_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const GZIP_MAGIC = [0x1f, 0x8b];
 
 /** Factory config for a key; an unknown factory gets defaults (UTC, auto-detect) rather than a failure. */

@@ -104,7 +104,9 @@ const factorySchema = z
   .strict();
 export type Factory = z.infer<typeof factorySchema> & { id: string };
 
-const factoryId = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'factory ids are lower-case letters, digits and -');
+/** Factory ids: the first segment of raw keys and a Hive partition value, so kept to a safe alphabet. */
+export const FACTORY_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const factoryId = z.string().regex(FACTORY_ID, 'factory ids are lower-case letters, digits and -');
 
 const factoriesFileSchema = z
   .object({
@@ -179,6 +181,12 @@ export function loadFactories(configPath: string): FactoriesConfig {
 export function factoryOfKey(key: string): string | undefined {
   const first = key.split('/', 1)[0];
   return first && key.includes('/') ? first : undefined;
+}
+
+/** The factory a raw key is accounted under: its first segment when that is a valid id, else `unassigned`. */
+export function accountingFactory(key: string): string {
+  const id = factoryOfKey(key) ?? 'unassigned';
+  return FACTORY_ID.test(id) ? id : 'unassigned';
 }
 
 /** The rule for a key below its factory; `undefined` means auto-detect. */

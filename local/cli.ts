@@ -1,0 +1,43 @@
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { Command } from 'commander';
+
+/**
+ * `telemetry-pipeline`: the local runtime and tools. Only commander is imported statically: the
+ * functions read their configuration from the environment once, at import, so each command sets the
+ * environment first and then loads what it needs.
+ */
+const program = new Command()
+  .name('telemetry-pipeline')
+  .description('Factory logs and telemetry → Parquet lake → enriched DuckDB warehouse')
+  .option('--config <path>', 'config folder or factories.yaml (default: ./config; env PIPELINE_CONFIG)')
+  .hook('preAction', (cmd) => {
+    const { config } = cmd.opts<{ config?: string }>();
+    if (config) process.env.PIPELINE_CONFIG = resolve(config);
+  });
+
+program
+  .command('dev')
+  .description('start the local stack: embedded S3 + SQS (or S3_ENDPOINT / SQS_ENDPOINT), the functions, the HTTP API')
+  .option('--no-demo', 'do not seed the demo factory')
+  .action(async (opts: { demo: boolean }) => {
+    const { runDev } = await import('./dev.js');
+    await runDev({ demo: opts.demo });
+  });
+
+program
+  .command('invoke')
+  .description('run one function once with an event file (see events/), in this process')
+  .argument('<function>', 'function name, e.g. etl')
+  .argument('<event>', 'path to an event JSON file')
+  .action(async (fn: string, eventPath: string) => {
+    const event = JSON.parse(await readFile(eventPath, 'utf8')) as unknown;
+    const { invokeOnce } = await import('./dev.js');
+    const result = await invokeOnce(fn, event);
+    process.stdout.write(`${JSON.stringify(result ?? null, null, 2)}\n`);
+  });
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.stderr.write(`telemetry-pipeline: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,68 @@
+import { logger } from '../functions/core/logger.js';
+import { type FunctionName, topology } from '../topology/topology.js';
+import { DEMO_FACTORY, seedDemo, waitForManifests } from './demo.js';
+import { invokeFunction, loadFunctions } from './functions.js';
+import { ensureQueues, localSqs } from './resources.js';
+import { startRuntime } from './runtime.js';
+import { exportFunctionEnv, localSettings } from './settings.js';
+
+/** `telemetry-pipeline dev`: the whole local stack until SIGINT/SIGTERM. */
+export async function runDev(opts: { demo: boolean }): Promise<void> {
+  const runtime = await startRuntime();
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping');
+    await runtime.stop();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+
+  const { s3Endpoint } = runtime.settings;
+  if (opts.demo) {
+    const keys = await seedDemo(runtime.s3);
+    const manifests = await waitForManifests(runtime.s3, keys);
+    const lines: string[] = ['', `Demo factory "${DEMO_FACTORY}" processed:`];
+    for (const m of manifests) {
+      lines.push(
+        `  s3://raw/${m.source.key}  ${m.format ?? m.status}: ${m.lines.loaded} lines loaded, ${m.lines.rejected} rejected → ${m.rows.readings} readings, ${m.rows.events} events`,
+      );
+    }
+    if (manifests.length < keys.length) lines.push(`  (${keys.length - manifests.length} file(s) still processing)`);
+    lines.push('', 'Outputs (lake bucket):', '  s3://lake/normalized/<table>/factory=<factory>/date=<yyyy-mm-dd>/<id>.parquet');
+    lines.push('  s3://lake/quarantine/rejects/factory=<factory>/<id>.parquet   rejected lines with reasons');
+    lines.push('  s3://lake/manifests/factory=<factory>/<id>.json              per-file accounting');
+    process.stdout.write(`${lines.join('\n')}\n`);
+  }
+  const day = new Date().toISOString().slice(0, 10).replace(/-/g, '/');
+  process.stdout.write(
+    [
+      '',
+      `Local stack up: S3 ${s3Endpoint}  SQS ${runtime.settings.sqsEndpoint}  runtime ${runtime.url} (/health, /metrics)`,
+      'Upload a log (credentials minioadmin/minioadmin):',
+      `  AWS_ACCESS_KEY_ID=minioadmin AWS_SECRET_ACCESS_KEY=minioadmin aws --endpoint-url ${s3Endpoint} --region us-east-1 s3 cp my.log s3://raw/${DEMO_FACTORY}/${day}/my.log`,
+      'List the lake:',
+      `  AWS_ACCESS_KEY_ID=minioadmin AWS_SECRET_ACCESS_KEY=minioadmin aws --endpoint-url ${s3Endpoint} --region us-east-1 s3 ls --recursive s3://lake/`,
+      'Press Ctrl+C to stop.',
+      '',
+    ].join('\n'),
+  );
+}
+
+/**
+ * `telemetry-pipeline invoke <fn> <event>`: one invocation in this process against the configured
+ * endpoints (a running `dev` stack by default), like `sam local invoke`.
+ */
+export async function invokeOnce(fn: string, event: unknown): Promise<unknown> {
+  if (!(fn in topology.functions)) throw new Error(`unknown function "${fn}"; known: ${Object.keys(topology.functions).join(', ')}`);
+  const settings = localSettings();
+  const sqs = localSqs(settings);
+  const queueUrls = await ensureQueues(sqs).catch((err: Error) => {
+    throw new Error(`cannot reach SQS at ${settings.sqsEndpoint} (is \`npm start\` running?): ${err.message}`);
+  });
+  exportFunctionEnv(settings, queueUrls);
+  const functions = await loadFunctions();
+  return invokeFunction(fn as FunctionName, functions.get(fn as FunctionName)!, event);
+}

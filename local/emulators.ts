@@ -1,0 +1,71 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import { startFauxqs } from 'fauxqs';
+import S3rver from 's3rver';
+import { logger } from '../functions/core/logger.js';
+import type { LocalSettings } from './settings.js';
+
+const require = createRequire(import.meta.url);
+
+/** What an emulator reports when an object is created; the runtime turns it into an AWS-format event. */
+export interface CreatedObject {
+  bucket: string;
+  key: string;
+  size?: number;
+  eTag?: string;
+  eventName: string;
+}
+
+export interface Emulator {
+  name: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * The embedded S3: s3rver, storing objects on disk under `<data>/s3` so a restart keeps them.
+ * s3rver ships with one fixed key pair; the runtime registers the configured one (minioadmin by
+ * default) in s3rver's account model so that signed requests from any S3 client verify.
+ * s3rver's own event records differ from AWS's (unencoded keys, `ObjectCreated:Post` for multipart),
+ * so only bucket, key, size and ETag are taken from them.
+ */
+export async function startS3(settings: LocalSettings, onCreated: (o: CreatedObject) => void): Promise<Emulator> {
+  const directory = join(settings.PIPELINE_DATA, 's3');
+  await mkdir(directory, { recursive: true });
+  const account = require('s3rver/lib/models/account.js') as {
+    DUMMY_ACCOUNT: { createKeyPair(id: string, secret: string): void };
+  };
+  account.DUMMY_ACCOUNT.createKeyPair(settings.AWS_ACCESS_KEY_ID, settings.AWS_SECRET_ACCESS_KEY);
+  const server = new S3rver({
+    port: settings.S3_PORT,
+    address: '127.0.0.1',
+    directory,
+    silent: true,
+    vhostBuckets: false,
+  });
+  server.on('event', (event: { Records: { eventName: string; s3: { bucket: { name: string }; object: { key: string; size?: number; eTag?: string } } }[] }) => {
+    for (const r of event.Records) {
+      if (!r.eventName.startsWith('ObjectCreated:')) continue;
+      onCreated({
+        bucket: r.s3.bucket.name,
+        key: r.s3.object.key,
+        size: r.s3.object.size,
+        eTag: r.s3.object.eTag,
+        eventName: r.eventName === 'ObjectCreated:Post' ? 'ObjectCreated:CompleteMultipartUpload' : r.eventName,
+      });
+    }
+  });
+  await server.run();
+  logger.info({ endpoint: settings.s3Endpoint, directory }, 'embedded S3 (s3rver) listening');
+  return { name: 's3', stop: () => server.close() };
+}
+
+/**
+ * The embedded SQS: fauxqs (in memory: queues are re-created at start, and the runtime re-notifies raw
+ * objects that have no manifest yet, so nothing uploaded is lost across a restart).
+ */
+export async function startSqs(settings: LocalSettings): Promise<Emulator> {
+  const server = await startFauxqs({ port: settings.SQS_PORT, logger: false, host: '127.0.0.1', defaultRegion: settings.AWS_REGION });
+  logger.info({ endpoint: settings.sqsEndpoint }, 'embedded SQS (fauxqs) listening');
+  return { name: 'sqs', stop: () => server.stop() };
+}

@@ -1,0 +1,195 @@
+import type { Server } from 'node:http';
+import { ListObjectsV2Command, ListBucketsCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetQueueAttributesCommand, ListQueuesCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { logger } from '../functions/core/logger.js';
+import { invocationFinished, metrics, registry } from '../functions/core/telemetry.js';
+import { accountingFactory } from '../functions/etl/factories.js';
+import { manifestKey } from '../functions/etl/lake-keys.js';
+import { type FunctionName, type QueueName, topology } from '../topology/topology.js';
+import { type Emulator, startS3, startSqs } from './emulators.js';
+import { EventSource } from './event-source.js';
+import { invokeFunction, type LambdaHandler, loadFunctions } from './functions.js';
+import { json, type Route, startHttpServer } from './http-server.js';
+import { NotificationRouter } from './notifications.js';
+import { dlqUrl, ensureBuckets, ensureQueues, localS3, localSqs } from './resources.js';
+import { exportFunctionEnv, type LocalSettings, localSettings } from './settings.js';
+
+export interface Runtime {
+  settings: LocalSettings;
+  s3: S3Client;
+  sqs: SQSClient;
+  queueUrls: Record<QueueName, string>;
+  router: NotificationRouter;
+  functions: Map<FunctionName, LambdaHandler>;
+  invoke(name: FunctionName, event: unknown): Promise<unknown>;
+  /** Messages visible + in flight, per queue and its DLQ. */
+  queueDepths(): Promise<Record<string, number>>;
+  stop(): Promise<void>;
+  url: string;
+}
+
+/**
+ * Starts the local stack: emulators (unless endpoints are configured), buckets and queues from the
+ * topology, the functions in this process behind SQS event sources, notification routing, and the
+ * HTTP server (health, Lambda Invoke API, metrics).
+ */
+export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () => []): Promise<Runtime> {
+  const settings = localSettings();
+  const emulators: Emulator[] = [];
+  const sources: EventSource[] = [];
+  let server: Server | undefined;
+  const s3 = localS3(settings);
+  const sqs = localSqs(settings);
+
+  // Objects created before the router exists wait here (s3rver starts before the queues do).
+  let router: NotificationRouter | undefined;
+  const early: Parameters<NotificationRouter['route']>[0][] = [];
+  const onCreated = (o: Parameters<NotificationRouter['route']>[0]) => {
+    if (!router) {
+      early.push(o);
+      return;
+    }
+    router.route(o).catch((err) => logger.error({ err, bucket: o.bucket, key: o.key }, 'notification could not be queued'));
+  };
+
+  try {
+    if (settings.embeddedSqs) emulators.push(await startSqs(settings));
+    if (settings.embeddedS3) emulators.push(await startS3(settings, onCreated));
+    await ensureBuckets(s3);
+    const queueUrls = await ensureQueues(sqs);
+    exportFunctionEnv(settings, queueUrls);
+    router = new NotificationRouter(sqs, s3, queueUrls, settings.AWS_REGION);
+    for (const o of early.splice(0)) onCreated(o);
+
+    const functions = await loadFunctions();
+    const invoke = (name: FunctionName, event: unknown) =>
+      invokeFunction(name, functions.get(name)!, event, (fn, outcome, ms) => invocationFinished(fn, outcome, ms));
+
+    for (const [name, spec] of Object.entries(topology.functions) as [FunctionName, (typeof topology.functions)[FunctionName]][]) {
+      const queueUrl = queueUrls[spec.trigger.queue];
+      const attrs = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['QueueArn'] }));
+      const source = new EventSource(sqs, {
+        functionName: name,
+        queueUrl,
+        queueArn: attrs.Attributes?.QueueArn ?? '',
+        region: settings.AWS_REGION,
+        batchSize: spec.trigger.batchSize,
+        batchWindowSeconds: spec.trigger.batchWindowSeconds,
+        retryDelaySeconds: settings.LOCAL_RETRY_DELAY_SECONDS,
+        invoke: (event) => invoke(name, event),
+      });
+      source.start();
+      sources.push(source);
+    }
+
+    const queueDepths = async () => {
+      const out: Record<string, number> = {};
+      for (const name of Object.keys(topology.queues) as QueueName[]) {
+        for (const [label, url] of [
+          [name, queueUrls[name]],
+          [`${name}-dlq`, await dlqUrl(sqs, name)],
+        ] as const) {
+          const a = await sqs.send(
+            new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }),
+          );
+          out[label] = Number(a.Attributes?.ApproximateNumberOfMessages ?? 0) + Number(a.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0);
+        }
+      }
+      return out;
+    };
+
+    const runtime: Runtime = {
+      settings,
+      s3,
+      sqs,
+      queueUrls,
+      router,
+      functions,
+      invoke,
+      queueDepths,
+      url: `http://127.0.0.1:${settings.RUNTIME_PORT}`,
+      async stop() {
+        await Promise.all(sources.map((s) => s.stop()));
+        await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+        server?.closeAllConnections();
+        for (const e of emulators.reverse()) await e.stop().catch((err) => logger.warn({ err, emulator: e.name }, 'stop failed'));
+        s3.destroy();
+        sqs.destroy();
+      },
+    };
+
+    const routes: Route[] = [
+      async (req, _body, url) => {
+        if (req.method !== 'GET' || url.pathname !== '/health') return undefined;
+        const parts: Record<string, string> = {};
+        await s3.send(new ListBucketsCommand({})).then(() => (parts.s3 = 'up'), (e: Error) => (parts.s3 = `down: ${e.message}`));
+        await sqs.send(new ListQueuesCommand({})).then(() => (parts.sqs = 'up'), (e: Error) => (parts.sqs = `down: ${e.message}`));
+        sources.forEach((s, i) => {
+          parts[`function:${[...functions.keys()][i]}`] = s.isRunning ? 'up' : 'stopped';
+        });
+        const ok = Object.values(parts).every((v) => v === 'up');
+        return json(ok ? 200 : 503, { status: ok ? 'ok' : 'degraded', parts });
+      },
+      async (req, _body, url) => {
+        if (req.method !== 'GET' || url.pathname !== '/metrics') return undefined;
+        for (const [queue, n] of Object.entries(await queueDepths())) metrics.queueDepth.set({ queue }, n);
+        return { status: 200, body: await registry.metrics(), headers: { 'content-type': registry.contentType } };
+      },
+      async (req, body, url) => {
+        // The Lambda Invoke API, so `aws lambda invoke --endpoint-url http://127.0.0.1:3000` works.
+        const m = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/.exec(url.pathname);
+        if (req.method !== 'POST' || !m) return undefined;
+        const name = decodeURIComponent(m[1]!) as FunctionName;
+        if (!functions.has(name)) {
+          return json(404, { Type: 'User', Message: `Function not found: ${name}` }, { 'x-amzn-errortype': 'ResourceNotFoundException' });
+        }
+        let event: unknown;
+        try {
+          event = body.length ? JSON.parse(body.toString('utf8')) : {};
+        } catch {
+          return json(400, { Type: 'User', Message: 'payload is not JSON' }, { 'x-amzn-errortype': 'InvalidRequestContentException' });
+        }
+        try {
+          const result = await invoke(name, event);
+          return json(200, result ?? null, { 'x-amz-executed-version': '$LATEST' });
+        } catch (err) {
+          return json(200, { errorType: (err as Error).name, errorMessage: (err as Error).message }, { 'x-amz-function-error': 'Unhandled' });
+        }
+      },
+      ...extraRoutes(runtime),
+    ];
+    server = await startHttpServer(settings.RUNTIME_PORT, routes);
+    logger.info({ url: runtime.url, s3: settings.s3Endpoint, sqs: settings.sqsEndpoint }, 'local runtime up');
+    if (settings.embeddedS3) void catchUp(s3, router).catch((err) => logger.error({ err }, 'catch-up failed'));
+    return runtime;
+  } catch (err) {
+    await Promise.all(sources.map((s) => s.stop()));
+    server?.close();
+    for (const e of emulators.reverse()) await e.stop().catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
+ * Re-notifies raw objects that have no manifest in the lake: uploads made while the runtime was down,
+ * and messages the in-memory SQS emulator lost in a restart. Processing is idempotent, so an object
+ * notified twice is still loaded once.
+ */
+async function catchUp(s3: S3Client, router: NotificationRouter): Promise<number> {
+  let token: string | undefined;
+  let count = 0;
+  do {
+    const page = await s3.send(new ListObjectsV2Command({ Bucket: 'raw', ContinuationToken: token }));
+    for (const o of page.Contents ?? []) {
+      const found = await s3
+        .send(new HeadObjectCommand({ Bucket: 'lake', Key: manifestKey(accountingFactory(o.Key!), 'raw', o.Key!) }))
+        .then(() => true, () => false);
+      if (found) continue;
+      await router.route({ bucket: 'raw', key: o.Key!, eTag: o.ETag?.replace(/"/g, ''), size: o.Size, eventName: 'ObjectCreated:Put' });
+      count++;
+    }
+    token = page.NextContinuationToken;
+  } while (token);
+  if (count > 0) logger.info({ objects: count }, 'catch-up: re-notified raw objects without a manifest');
+  return count;
+}

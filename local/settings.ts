@@ -1,0 +1,48 @@
+import { join } from 'node:path';
+import { z } from 'zod';
+
+/**
+ * Settings of the local runtime, from the environment (the CLI's flags are written into it first).
+ * They are also the environment the functions see: endpoints, credentials, bucket names and queue URLs.
+ * This module must not import anything that reads `functions/core/config.ts`, because that module
+ * parses the environment once at import and the runtime sets it up first.
+ */
+const schema = z.object({
+  S3_ENDPOINT: z.url().optional(),
+  SQS_ENDPOINT: z.url().optional(),
+  S3_PORT: z.coerce.number().int().min(0).max(65535).default(9000),
+  SQS_PORT: z.coerce.number().int().min(0).max(65535).default(9324),
+  RUNTIME_PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  PIPELINE_DATA: z.string().min(1).default(join(process.cwd(), '.data')),
+  AWS_ACCESS_KEY_ID: z.string().min(1).default('minioadmin'),
+  AWS_SECRET_ACCESS_KEY: z.string().min(1).default('minioadmin'),
+  AWS_REGION: z.string().min(1).default('us-east-1'),
+  /** Seconds before a failed record is retried locally (Lambda waits for the visibility timeout). */
+  LOCAL_RETRY_DELAY_SECONDS: z.coerce.number().int().min(0).default(2),
+});
+
+export type LocalSettings = z.infer<typeof schema> & { s3Endpoint: string; sqsEndpoint: string; embeddedS3: boolean; embeddedSqs: boolean };
+
+export function localSettings(env: NodeJS.ProcessEnv = process.env): LocalSettings {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) throw new Error(`environment: ${z.prettifyError(parsed.error)}`);
+  const s = parsed.data;
+  return {
+    ...s,
+    embeddedS3: !s.S3_ENDPOINT,
+    embeddedSqs: !s.SQS_ENDPOINT,
+    s3Endpoint: s.S3_ENDPOINT ?? `http://127.0.0.1:${s.S3_PORT}`,
+    sqsEndpoint: s.SQS_ENDPOINT ?? `http://127.0.0.1:${s.SQS_PORT}`,
+  };
+}
+
+/** Writes the environment the functions read (see `functions/core/config.ts`). */
+export function exportFunctionEnv(s: LocalSettings, queueUrls: Record<string, string>): void {
+  process.env.S3_ENDPOINT = s.s3Endpoint;
+  process.env.SQS_ENDPOINT = s.sqsEndpoint;
+  process.env.AWS_ACCESS_KEY_ID = s.AWS_ACCESS_KEY_ID;
+  process.env.AWS_SECRET_ACCESS_KEY = s.AWS_SECRET_ACCESS_KEY;
+  process.env.AWS_REGION = s.AWS_REGION;
+  process.env.PIPELINE_TMP ??= join(s.PIPELINE_DATA, 'tmp');
+  for (const [name, url] of Object.entries(queueUrls)) process.env[`QUEUE_URL_${name.toUpperCase()}`] = url;
+}
