@@ -23,6 +23,16 @@ export function rawKey(factory: string, day: Date, name: string): string {
   return `${factory}/${y}/${m}/${d}/${name}`;
 }
 
+/**
+ * The object the sample events in `events/` refer to: its key has a space and a `+`, which S3 event
+ * records encode (`press+line%2B1+sensors.jsonl`; MinIO also writes `/` as `%2F`).
+ */
+export const SAMPLE_EVENT_KEY = 'demo/2026/01/15/press line+1 sensors.jsonl';
+
+export function sampleEventObject(): string {
+  return joinLines(jsonlReadings({ seed: 15, lines: 50, start: new Date('2026-01-15T06:00:00Z'), stepMs: 60_000 }));
+}
+
 /** Uploads the demo files unless they are already there (identical content, so a restart adds nothing). */
 export async function seedDemo(s3: S3Client, day = new Date()): Promise<string[]> {
   const keys: string[] = [];
@@ -32,6 +42,9 @@ export async function seedDemo(s3: S3Client, day = new Date()): Promise<string[]
     const exists = await s3.send(new HeadObjectCommand({ Bucket: 'raw', Key: key })).then(() => true, () => false);
     if (!exists) await s3.send(new PutObjectCommand({ Bucket: 'raw', Key: key, Body: file.body, ContentType: 'text/plain' }));
   }
+  const sampleExists = await s3.send(new HeadObjectCommand({ Bucket: 'raw', Key: SAMPLE_EVENT_KEY })).then(() => true, () => false);
+  if (!sampleExists) await s3.send(new PutObjectCommand({ Bucket: 'raw', Key: SAMPLE_EVENT_KEY, Body: sampleEventObject() }));
+  keys.push(SAMPLE_EVENT_KEY);
   return keys;
 }
 

@@ -108,11 +108,6 @@ export async function etlObject(event: S3ObjectEvent, deps: EtlDeps): Promise<Et
     }
 
     const rule = resolveRule(ruleForKey(factory, event.key), split.sample);
-    const keyFields = Object.fromEntries(
-      Object.values(rule.map)
-        .filter((r): r is { fromKey: string } => typeof r === 'object' && !Array.isArray(r) && 'fromKey' in r)
-        .map((r) => [r.fromKey, new RegExp(r.fromKey).exec(event.key)?.[1]]),
-    );
     const result = await withConnection(deps.db, (c) =>
       normalize(c, {
         split,
@@ -122,7 +117,6 @@ export async function etlObject(event: S3ObjectEvent, deps: EtlDeps): Promise<Et
         id,
         outDir: join(work, 'out'),
         context: { timeZone: rule.timestamp.timezone ?? factory.timezone, referenceTime: info.lastModified },
-        keyFields,
         defaultDevice: defaultDevice(event.key),
       }),
     );

@@ -61,6 +61,7 @@ export async function splitLines(input: Readable, options: SplitOptions): Promis
   /** Set while skipping the rest of an over-long line: its bytes are dropped until the next newline. */
   let overlong: { line: number; head: Buffer; bytes: number } | undefined;
   let first = true;
+  let bomChecked = false;
 
   const openChunk = () => {
     current = {
@@ -182,21 +183,25 @@ export async function splitLines(input: Readable, options: SplitOptions): Promis
           input.destroy();
           break;
         }
-        if (data.subarray(0, 3).equals(BOM)) data = data.subarray(3);
       }
       if (overlong) {
         const nl = data.indexOf(NL);
-        if (nl < 0) {
-          overlong.bytes += data.length;
-          continue;
+        const part = nl < 0 ? data : data.subarray(0, nl);
+        if (overlong.head.length < REJECT_KEEP_BYTES) {
+          overlong.head = Buffer.concat([overlong.head, part.subarray(0, REJECT_KEEP_BYTES - overlong.head.length)]);
         }
-        overlong.bytes += nl;
+        overlong.bytes += part.length;
+        if (nl < 0) continue;
         await finishOverlong();
         data = data.subarray(nl + 1);
       }
       if (carry) {
         data = Buffer.concat([carry, data]);
         carry = undefined;
+      }
+      if (!bomChecked && (data.length >= 3 || data.includes(NL))) {
+        bomChecked = true;
+        if (data.subarray(0, 3).equals(BOM)) data = data.subarray(3);
       }
       const lastNl = data.lastIndexOf(NL);
       if (lastNl < 0) {
@@ -227,15 +232,14 @@ export async function splitLines(input: Readable, options: SplitOptions): Promis
   return result;
 }
 
-/** Byte offset of the first invalid UTF-8 sequence, for the reject reason. */
-function firstInvalidUtf8(buf: Buffer): number {
-  let lo = 0;
-  let hi = buf.length;
-  // Binary search on prefixes; a prefix that cuts a valid multi-byte char also fails, so refine by 4.
-  while (hi - lo > 4) {
-    const mid = (lo + hi) >>> 1;
-    if (isUtf8(buf.subarray(0, mid))) lo = mid;
-    else hi = mid;
+/** Byte offset of the first invalid UTF-8 sequence, for the reject reason (only run on bad lines). */
+export function firstInvalidUtf8(buf: Buffer): number {
+  let i = 0;
+  while (i < buf.length) {
+    const b = buf[i]!;
+    const len = b < 0x80 ? 1 : b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3 : b >= 0xf0 && b <= 0xf4 ? 4 : 0;
+    if (len === 0 || i + len > buf.length || !isUtf8(buf.subarray(i, i + len))) return i;
+    i += len;
   }
-  return lo;
+  return buf.length;
 }

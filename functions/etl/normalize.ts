@@ -25,8 +25,6 @@ export interface NormalizeInput {
   context: FormatContext;
   /** Device when the mapping names none: the file name without extensions. */
   defaultDevice: string;
-  /** Values for `{ fromKey }` field references, evaluated on the object key. */
-  keyFields?: Record<string, string | undefined>;
 }
 
 export interface LineCounts {
@@ -74,7 +72,7 @@ function refSql(format: FormatSql, ref: FieldRef | undefined, keyFields: Record<
 export async function normalize(c: DuckDBConnection, input: NormalizeInput): Promise<NormalizeResult> {
   const { split, rule, context } = input;
   const format = formatSql(rule, context);
-  const keyFields = input.keyFields ?? {};
+  const keyFields = fromKeyValues(rule.map, input.sourceKey);
   const ref = (r: keyof Mapping) => refSql(format, rule.map[r], keyFields);
 
   // Lines rejected before DuckDB (invalid UTF-8, NUL bytes, over-long) — appended, never spliced as SQL.
@@ -225,6 +223,15 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     minTs: minTs ? new Date(Number(minTs.micros / 1000n)).toISOString() : undefined,
     maxTs: maxTs ? new Date(Number(maxTs.micros / 1000n)).toISOString() : undefined,
   };
+}
+
+/** Values of `{ fromKey: regex }` references: the regex's first group applied to the object key. */
+function fromKeyValues(map: Mapping, key: string): Record<string, string | undefined> {
+  return Object.fromEntries(
+    Object.values(map)
+      .filter((r): r is { fromKey: string } => typeof r === 'object' && !Array.isArray(r) && 'fromKey' in r)
+      .map((r) => [r.fromKey, new RegExp(r.fromKey).exec(key)?.[1]]),
+  );
 }
 
 async function walk(dir: string): Promise<string[]> {

@@ -43,7 +43,7 @@ export async function etlText(
     const read = async (kind: string) => {
       const files = result.files.filter((f) => f.kind === kind).map((f) => `'${f.path}'`);
       if (files.length === 0) return [];
-      const r = await c.runAndReadAll(`SELECT * EXCLUDE (date) FROM read_parquet([${files.join(',')}]) ORDER BY source_line, 2`);
+      const r = await c.runAndReadAll(`SELECT * EXCLUDE (date) FROM read_parquet([${files.join(',')}]) ORDER BY source_line, ${kind === 'readings' ? 'metric' : 'ts'}`);
       return r.getRowObjectsJson();
     };
     const rejects = async () => {

@@ -1,0 +1,194 @@
+import { gzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { etlText } from '../helpers/etl-local.js';
+
+const rule = (lines: string) => `version: 1\nfactories:\n  plant:\n    name: Plant\n    timezone: Europe/Berlin\n    files:\n${lines}`;
+
+/** Every line is loaded, rejected, blank or a header — never lost. */
+function expectAccounted(r: Awaited<ReturnType<typeof etlText>>) {
+  const { total, loaded, rejected, blank, header } = r.result.lines;
+  expect(loaded + rejected + blank + header).toBe(total);
+}
+
+describe('JSON lines', () => {
+  it('maps common field names, rejects bad lines with reasons and line numbers', async () => {
+    const r = await etlText(
+      [
+        '{"ts":"2024-01-02T10:00:00Z","device":"p1","metric":"temp","value":21.5,"unit":"C"}',
+        '{"ts":1704189600,"device":"p1","metric":"rpm","value":"x"}',
+        'not json',
+        '',
+        '[1,2]',
+        '{"ts":"2024-01-02 11:00:00","device":"p2","metric":"temp","value":3}',
+        '{"device":"p3","metric":"temp","value":3}',
+      ].join('\n'),
+      { factory: 'plant', yaml: rule('      []\n').replace('    files:\n      []\n', '') },
+    );
+    expect(r.rule).toMatchObject({ format: 'jsonl', table: 'readings', detected: true });
+    expect(r.readings).toEqual([
+      expect.objectContaining({ ts: '2024-01-02 10:00:00+00', device: 'p1', metric: 'temp', value: 21.5, unit: 'C', source_line: '1' }),
+      // naive time in the factory's zone (Europe/Berlin, UTC+1 in January)
+      expect.objectContaining({ ts: '2024-01-02 10:00:00+00', device: 'p2', value: 3, source_line: '6' }),
+    ]);
+    expect(r.rejects).toEqual([
+      { source_line: '2', raw: expect.any(String), reason: 'value: rpm is not a number: "x"' },
+      { source_line: '3', raw: 'not json', reason: 'invalid JSON' },
+      { source_line: '5', raw: '[1,2]', reason: 'not a JSON object (got array)' },
+      { source_line: '7', raw: expect.any(String), reason: 'ts: missing' },
+    ]);
+    expect(r.result.lines).toEqual({ total: 7, loaded: 2, rejected: 4, blank: 1, header: 0 });
+  });
+
+  it('turns a wide JSON object into one reading per numeric field', async () => {
+    const r = await etlText('{"time":"2024-01-02T10:00:00Z","machine":"m1","temp":20,"rpm":1500}\n{"time":"2024-01-02T10:01:00Z","machine":"m1","temp":21}\n');
+    expect(r.readings.map((x) => [x.metric, x.value, x.source_line])).toEqual([
+      ['rpm', 1500, '1'],
+      ['temp', 20, '1'],
+      ['temp', 21, '2'],
+    ]);
+    expectAccounted(r);
+  });
+
+  it('reads events with severity words and extracts codes by pattern', async () => {
+    const r = await etlText(
+      '{"time":"2024-01-02T10:00:00Z","host":"plc1","level":"FATAL","msg":"E1001 pump failure"}\n{"time":"2024-01-02T10:00:01Z","host":"plc1","level":"w","msg":"slow"}\n',
+      { yaml: rule('      - match: "*.log"\n        format: jsonl\n        codePattern: "(E\\\\d+)"\n') },
+    );
+    expect(r.events.map((e) => [e.severity, e.severity_name, e.code, e.device, e.message])).toEqual([
+      [2, 'critical', 'E1001', 'plc1', 'E1001 pump failure'],
+      [4, 'warning', null, 'plc1', 'slow'],
+    ]);
+  });
+});
+
+describe('CSV / TSV', () => {
+  it.each([
+    ['comma', ',', 'timestamp,machine,temp_c,rpm'],
+    ['semicolon', ';', 'timestamp;machine;temp_c;rpm'],
+    ['tab', '\t', 'timestamp\tmachine\ttemp_c\trpm'],
+    ['pipe', '|', 'timestamp|machine|temp_c|rpm'],
+  ])('detects the %s delimiter and unpivots wide rows', async (_n, d, header) => {
+    const rows = [header, ['2024-01-02T10:00:00Z', 'm1', '20.5', '1500'].join(d), ['2024-01-02T10:01:00Z', 'm2', '21', ''].join(d)];
+    const r = await etlText(`${rows.join('\n')}\n`);
+    expect(r.rule).toMatchObject({ format: 'csv', csv: { delimiter: d, header: true } });
+    expect(r.readings.map((x) => [x.device, x.metric, x.value])).toEqual([
+      ['m1', 'rpm', 1500],
+      ['m1', 'temp_c', 20.5],
+      ['m2', 'temp_c', 21],
+    ]);
+    expect(r.result.lines).toEqual({ total: 3, loaded: 2, rejected: 0, blank: 0, header: 1 });
+  });
+
+  it('handles BOM, CRLF, quoted fields with delimiters and quotes, decimal commas', async () => {
+    const csv = '\ufefftime;press;temp\r\n2024-01-02 10:00:00;"p;""1""";21,5\r\n2024-01-02 10:01:00;"p2;x";22\r\n2024-01-02 10:02:00;"open\r\n';
+    const r = await etlText(csv);
+    expect(r.readings.map((x) => [x.device, x.value, x.source_line])).toEqual([
+      ['p;"1"', 21.5, '2'],
+      ['p2;x', 22, '3'],
+    ]);
+    expect(r.rejects).toEqual([{ source_line: '4', raw: '2024-01-02 10:02:00;"open', reason: 'unbalanced quotes' }]);
+    expectAccounted(r);
+  });
+
+  it('uses declared column names for a file without header', async () => {
+    const r = await etlText('1704189600,m1,7.5\n1704189660,m1,8\n', {
+      yaml: rule('      - match: "*.log"\n        format: csv\n        header: false\n        columns: [t, device, flow]\n        map: { ts: t }\n        timestamp: { format: epoch_s }\n        wide: { metrics: [flow], units: { flow: "l/min" } }\n'),
+    });
+    expect(r.readings).toEqual([
+      expect.objectContaining({ ts: '2024-01-02 10:00:00+00', device: 'm1', metric: 'flow', value: 7.5, unit: 'l/min' }),
+      expect.objectContaining({ ts: '2024-01-02 10:01:00+00', value: 8 }),
+    ]);
+  });
+
+  it('rejects rows with the wrong number of fields, naming the counts', async () => {
+    const r = await etlText('ts,device,v\n2024-01-02T10:00:00Z,a,1\n2024-01-02T10:00:00Z,a\n');
+    expect(r.rejects).toEqual([{ source_line: '3', raw: '2024-01-02T10:00:00Z,a', reason: 'expected 3 fields, got 2' }]);
+  });
+});
+
+describe('syslog', () => {
+  it('reads RFC 5424 and RFC 3164 (year from the object, zone from the factory)', async () => {
+    const r = await etlText(
+      [
+        '<165>1 2024-01-02T10:11:12.003+01:00 plc-7 hydraulics 42 ID1 [exampleSDID@32473 iut="3"] E1001 pressure low',
+        '<13>Jan  2 10:11:12 plc-8 app[12]: hello',
+        '<11>Dec 31 23:59:59 plc-9 app: from last year',
+        'garbage',
+      ].join('\n'),
+      { yaml: rule('      - match: "*.log"\n        format: syslog\n        codePattern: "(E\\\\d+)"\n'), referenceTime: new Date('2024-01-02T12:00:00Z') },
+    );
+    expect(r.events.map((e) => [e.ts, e.device, e.component, e.severity, e.code, e.message])).toEqual([
+      ['2024-01-02 09:11:12.003+00', 'plc-7', 'hydraulics', 5, 'E1001', 'E1001 pressure low'],
+      ['2024-01-02 09:11:12+00', 'plc-8', 'app', 5, null, 'hello'],
+      ['2023-12-31 22:59:59+00', 'plc-9', 'app', 3, null, 'from last year'],
+    ]);
+    expect(r.rejects).toEqual([{ source_line: '4', raw: 'garbage', reason: 'not a syslog line (RFC 5424 or RFC 3164)' }]);
+  });
+});
+
+describe('free text', () => {
+  it('parses a named-field template with a strptime timestamp in local time', async () => {
+    const r = await etlText('240102 101112 123 WARN dfs.DataNode: Receiving block E42\nbad line\n', {
+      key: 'plant/2024/01/02/controller-press-7.log',
+      yaml: rule(
+        '      - match: "controller-*.log"\n        format: template\n        template: "<Date> <Time> <Pid> <Level> <Component>: <Content>"\n        timestamp: { format: "%y%m%d %H%M%S" }\n        codePattern: "\\\\b(E\\\\d+)\\\\b"\n        map: { device: { fromKey: "controller-([a-z0-9-]+)\\\\.log" } }\n',
+      ),
+    });
+    expect(r.events).toEqual([
+      expect.objectContaining({ ts: '2024-01-02 09:11:12+00', device: 'press-7', severity: 4, component: 'dfs.DataNode', code: 'E42', message: 'Receiving block E42' }),
+    ]);
+    expect(r.rejects[0]).toMatchObject({ source_line: '2', reason: expect.stringMatching(/^does not match the pattern/) });
+  });
+
+  it('parses a regex with named groups (Python or JS syntax)', async () => {
+    const r = await etlText('[2024-01-02 10:00:00] <E> motor: overheat\n', {
+      yaml: rule('      - match: "*.log"\n        format: regex\n        pattern: "^\\\\[(?<ts>[^\\\\]]+)\\\\] <(?P<level>\\\\w)> (?<component>\\\\w+): (?<message>.*)$"\n        timestamp: { timezone: UTC }\n'),
+    });
+    expect(r.events).toEqual([expect.objectContaining({ ts: '2024-01-02 10:00:00+00', severity: 3, component: 'motor', message: 'overheat' })]);
+  });
+});
+
+describe('timestamps', () => {
+  it.each([
+    ['ISO 8601 with Z', '2024-01-02T10:00:00Z', 'auto', '2024-01-02 10:00:00+00'],
+    ['ISO 8601 with offset', '2024-01-02T12:00:00+02:00', 'auto', '2024-01-02 10:00:00+00'],
+    ['naive local (Berlin)', '2024-07-02 12:00:00', 'auto', '2024-07-02 10:00:00+00'],
+    ['epoch seconds', '1704189600', 'auto', '2024-01-02 10:00:00+00'],
+    ['epoch milliseconds', '1704189600123', 'auto', '2024-01-02 10:00:00.123+00'],
+    ['log4j comma millis', '2024-01-02 11:00:00,250', 'auto', '2024-01-02 10:00:00.25+00'],
+    ['yyMMdd HHmmss', '240102 110000', '%y%m%d %H%M%S', '2024-01-02 10:00:00+00'],
+    ['epoch_ms declared', '1704189600000', 'epoch_ms', '2024-01-02 10:00:00+00'],
+  ])('%s', async (_n, value, format, expected) => {
+    const r = await etlText(`{"t":"${value}","device":"d","metric":"m","value":1}\n`, {
+      yaml: rule(`      - match: "*.log"\n        format: jsonl\n        map: { ts: t }\n        timestamp: { format: "${format}" }\n`),
+    });
+    expect(r.readings[0]?.ts).toBe(expected);
+  });
+
+  it('rejects an unparseable timestamp naming the value', async () => {
+    const r = await etlText('{"ts":"yesterday","device":"d","metric":"m","value":1}\n');
+    expect(r.rejects[0]?.reason).toBe('ts: cannot parse timestamp "yesterday"');
+  });
+});
+
+describe('severity vocabularies', () => {
+  it.each([
+    ['EMERG', 0], ['alert', 1], ['CRIT', 2], ['fatal', 2], ['E', 3], ['Error', 3], ['WARNING', 4], ['w', 4],
+    ['notice', 5], ['I', 6], ['information', 6], ['DEBUG', 7], ['trace', 7], ['[INFO]', 6], ['5', 5], ['bogus', null],
+  ])('%s → %s', async (word, expected) => {
+    const r = await etlText(`{"ts":"2024-01-02T10:00:00Z","level":"${word}","message":"m"}\n`);
+    expect(r.events[0]?.severity).toBe(expected);
+  });
+});
+
+describe('bad input', () => {
+  it('gzip is not this layer (the ETL decompresses before splitting), so gzip bytes are rejected as binary lines', async () => {
+    const r = await etlText(gzipSync('a\n'));
+    expect(r.result.lines.loaded).toBe(0);
+  });
+
+  it('a file of nothing but garbage has every line rejected and accounted for', async () => {
+    const r = await etlText('???\n!!!\n...\n');
+    expect(r.result.lines).toMatchObject({ total: 3, loaded: 0, rejected: 3 });
+  });
+});

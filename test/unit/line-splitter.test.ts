@@ -1,0 +1,97 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { splitLines } from '../../functions/etl/line-splitter.js';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'split-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Splits `input` fed in pieces of `piece` bytes and returns the chunk contents joined. */
+async function split(input: Buffer, options: { piece?: number; maxLineBytes?: number; chunkBytes?: number } = {}) {
+  const piece = options.piece ?? 3;
+  const pieces = Array.from({ length: Math.ceil(input.length / piece) }, (_, i) => input.subarray(i * piece, (i + 1) * piece));
+  const result = await splitLines(Readable.from(pieces), { dir, maxLineBytes: options.maxLineBytes ?? 100, chunkBytes: options.chunkBytes ?? 16 });
+  const text = (await Promise.all(result.chunks.map((c) => readFile(c.path, 'utf8')))).join('');
+  return { ...result, text };
+}
+
+describe('splitLines', () => {
+  it.each([
+    ['LF', 'a\nb\nc\n', 3],
+    ['no final newline', 'a\nb\nc', 3],
+    ['CRLF (CR kept for SQL to trim)', 'a\r\nb\r\n', 2],
+    ['blank lines count', 'a\n\n\nb\n', 4],
+    ['a single line', 'only', 1],
+  ])('counts lines: %s', async (_name, input, lines) => {
+    const r = await split(Buffer.from(input));
+    expect(r.totalLines).toBe(lines);
+    expect(r.rejects).toEqual([]);
+  });
+
+  it('drops a UTF-8 BOM at the start of the file only', async () => {
+    const r = await split(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('x\ny\n')]), { piece: 2 });
+    expect(r.text).toBe('x\ny\n');
+  });
+
+  it('numbers chunks so that every line keeps its number across chunk files', async () => {
+    const lines = Array.from({ length: 50 }, (_, i) => `line-${i + 1}`);
+    const r = await split(Buffer.from(`${lines.join('\n')}\n`), { chunkBytes: 20, piece: 5 });
+    expect(r.chunks.length).toBeGreaterThan(3);
+    for (const c of r.chunks) {
+      const content = (await readFile(c.path, 'utf8')).split('\n').slice(0, -1);
+      expect(content.length).toBe(c.lines);
+      expect(content[0]).toBe(`line-${c.firstLine}`);
+    }
+    expect(r.chunks.reduce((n, c) => n + c.lines, 0)).toBe(50);
+  });
+
+  it('rejects an over-long line with its number, keeps numbering, and goes on', async () => {
+    const long = 'x'.repeat(500);
+    const r = await split(Buffer.from(`ok1\n${long}\nok3\n`), { maxLineBytes: 100, piece: 7 });
+    expect(r.totalLines).toBe(3);
+    expect(r.rejects).toEqual([{ line: 2, raw: long, reason: expect.stringMatching(/500 bytes, over the 100-byte limit/) }]);
+    expect(r.text).toBe('ok1\n\nok3\n');
+  });
+
+  it('rejects an over-long last line without a newline', async () => {
+    const r = await split(Buffer.from(`ok\n${'y'.repeat(300)}`), { maxLineBytes: 100, piece: 64 });
+    expect(r.totalLines).toBe(2);
+    expect(r.rejects.map((x) => x.line)).toEqual([2]);
+  });
+
+  it('rejects invalid UTF-8 lines with the byte offset', async () => {
+    const bad = Buffer.concat([Buffer.from('ab'), Buffer.from([0xc3, 0x28]), Buffer.from('cd')]);
+    const r = await split(Buffer.concat([Buffer.from('good\n'), bad, Buffer.from('\nfine ü\n')]), { piece: 4 });
+    expect(r.totalLines).toBe(3);
+    expect(r.rejects).toEqual([{ line: 2, raw: expect.any(String), reason: 'invalid UTF-8 at byte 2' }]);
+    expect(r.text).toBe('good\n\nfine ü\n');
+  });
+
+  it('flags an object with NUL bytes at the start as binary', async () => {
+    const r = await split(Buffer.from([0x50, 0x4b, 0x03, 0x04, 0x00, 0x00, 0x10, 0x0a]), { piece: 64 });
+    expect(r.binary).toBe(true);
+  });
+
+  it('rejects a NUL byte inside a later line', async () => {
+    const r = await split(Buffer.concat([Buffer.from('a'.repeat(9000)), Buffer.from('\nx\u0000y\nz\n')]), { piece: 9001, maxLineBytes: 10_000 });
+    expect(r.binary).toBe(false);
+    expect(r.rejects).toEqual([{ line: 2, raw: 'x\u0000y', reason: 'line contains NUL bytes (binary data)' }]);
+  });
+
+  it('reports an empty input as zero lines', async () => {
+    const r = await split(Buffer.alloc(0));
+    expect(r).toMatchObject({ totalLines: 0, chunks: [] });
+  });
+
+  it('samples the first non-blank lines for detection', async () => {
+    const r = await split(Buffer.from('\n\nfirst\r\nsecond\n'));
+    expect(r.sample).toEqual(['first', 'second']);
+  });
+});
