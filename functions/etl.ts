@@ -1,3 +1,4 @@
+import { mkdirSync } from 'node:fs';
 import middy from '@middy/core';
 import sqsPartialBatchFailure from '@middy/sqs-partial-batch-failure';
 import type { SQSEvent, SQSRecord } from 'aws-lambda';
@@ -6,10 +7,9 @@ import { openDuckDB } from './core/duckdb.js';
 import { logger } from './core/logger.js';
 import { parseS3Notification } from './core/s3-event.js';
 import { settleRecords } from './core/sqs-batch.js';
+import { fileProcessed } from './core/telemetry.js';
 import { etlObject } from './etl/etl-object.js';
 import { loadFactories } from './etl/factories.js';
-import { fileProcessed } from './core/telemetry.js';
-import { mkdirSync } from 'node:fs';
 
 // Loaded once per container, at import: a bad factories.yaml fails the cold start with its path.
 const factories = loadFactories(runtimeConfig.configPath);
@@ -36,5 +36,8 @@ export async function etlBatch(event: SQSEvent) {
 }
 
 export const handler = middy(etlBatch).use(
-  sqsPartialBatchFailure({ logger: (reason: unknown, record: SQSRecord) => logger.error({ err: reason, messageId: record.messageId }, 'record failed; will retry') }),
+  sqsPartialBatchFailure({
+    logger: (reason: unknown, record: SQSRecord) =>
+      logger.error({ err: reason, messageId: record.messageId }, 'record failed; will retry'),
+  }),
 );

@@ -18,7 +18,9 @@ const program = new Command()
 
 program
   .command('dev')
-  .description('start the local stack: embedded S3 + SQS (or S3_ENDPOINT / SQS_ENDPOINT), the functions, the HTTP API')
+  .description(
+    'start the local stack: embedded S3 + SQS (or S3_ENDPOINT / SQS_ENDPOINT), the functions, the HTTP API',
+  )
   .option('--no-demo', 'do not seed the demo factory')
   .action(async (opts: { demo: boolean }) => {
     const { runDev } = await import('./dev.js');

@@ -34,12 +34,20 @@ function round(x: number, digits = 3): number {
 }
 
 /** JSON lines, one reading per line; `badEvery` > 0 puts a broken line every so many lines. */
-export function* jsonlReadings(opts: { seed: number; lines: number; start: Date; stepMs?: number; badEvery?: number }): Generator<string> {
+export function* jsonlReadings(opts: {
+  seed: number;
+  lines: number;
+  start: Date;
+  stepMs?: number;
+  badEvery?: number;
+}): Generator<string> {
   const r = rng(opts.seed);
   const step = opts.stepMs ?? 1000;
   for (let i = 0; i < opts.lines; i++) {
     if (opts.badEvery && i % opts.badEvery === opts.badEvery - 1) {
-      yield i % 2 ? '{"ts": "not a time", "device": "press-01", "metric": "temperature", "value": 1}' : '{"truncated": ';
+      yield Math.floor(i / opts.badEvery) % 2 === 0
+        ? '{"truncated": '
+        : '{"ts": "not a time", "device": "press-01", "metric": "temperature", "value": 1}';
       continue;
     }
     const m = pick(r, METRICS);
@@ -56,14 +64,27 @@ export function* jsonlReadings(opts: { seed: number; lines: number; start: Date;
 }
 
 /** A wide CSV: one row per time step and machine, one column per metric. */
-export function* wideCsv(opts: { seed: number; lines: number; start: Date; stepMs?: number; delimiter?: string }): Generator<string> {
+export function* wideCsv(opts: {
+  seed: number;
+  lines: number;
+  start: Date;
+  stepMs?: number;
+  delimiter?: string;
+}): Generator<string> {
   const r = rng(opts.seed);
   const d = opts.delimiter ?? ',';
   const step = opts.stepMs ?? 1000;
   yield ['timestamp', 'machine', 'temperature_c', 'pressure_bar', 'vibration_mm_s', 'speed_rpm'].join(d);
   for (let i = 0; i < opts.lines - 1; i++) {
     const ts = new Date(opts.start.getTime() + i * step).toISOString().replace('T', ' ').slice(0, 19);
-    yield [ts, pick(r, DEMO_DEVICES), round(60 + r() * 10, 2), round(118 + r() * 6, 2), round(2 + r(), 3), Math.round(1400 + r() * 200)].join(d);
+    yield [
+      ts,
+      pick(r, DEMO_DEVICES),
+      round(60 + r() * 10, 2),
+      round(118 + r() * 6, 2),
+      round(2 + r(), 3),
+      Math.round(1400 + r() * 200),
+    ].join(d);
   }
 }
 
@@ -78,7 +99,12 @@ const MESSAGES = [
 ] as const;
 
 /** Controller syslog: alternating RFC 5424 and RFC 3164 lines. */
-export function* syslogLines(opts: { seed: number; lines: number; start: Date; stepMs?: number }): Generator<string> {
+export function* syslogLines(opts: {
+  seed: number;
+  lines: number;
+  start: Date;
+  stepMs?: number;
+}): Generator<string> {
   const r = rng(opts.seed);
   const step = opts.stepMs ?? 1000;
   for (let i = 0; i < opts.lines; i++) {
@@ -98,7 +124,12 @@ export function* syslogLines(opts: { seed: number; lines: number; start: Date; s
 }
 
 /** A templated controller log: `<Date> <Time> <Pid> <Level> <Component>: <Content>` with yyMMdd HHmmss. */
-export function* templatedLog(opts: { seed: number; lines: number; start: Date; stepMs?: number }): Generator<string> {
+export function* templatedLog(opts: {
+  seed: number;
+  lines: number;
+  start: Date;
+  stepMs?: number;
+}): Generator<string> {
   const r = rng(opts.seed);
   const step = opts.stepMs ?? 1000;
   const levels = ['INFO', 'INFO', 'INFO', 'WARN', 'ERROR'];
@@ -110,7 +141,8 @@ export function* templatedLog(opts: { seed: number; lines: number; start: Date; 
     const time = iso.slice(11, 19).replace(/:/g, '');
     const level = pick(r, levels);
     const [code, text] = pick(r, MESSAGES);
-    const content = level === 'INFO' ? `stroke ${i} ok, force ${round(800 + r() * 50, 1)} kN` : `${code} ${text}`;
+    const content =
+      level === 'INFO' ? `stroke ${i} ok, force ${round(800 + r() * 50, 1)} kN` : `${code} ${text}`;
     yield `${date} ${time} ${1000 + (i % 7)} ${level} ${pick(r, components)}: ${content}`;
   }
 }

@@ -2,7 +2,7 @@ import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } 
 import { accountingFactory } from '../functions/etl/factories.js';
 import { manifestKey } from '../functions/etl/lake-keys.js';
 import { type Manifest, manifestSchema } from '../functions/etl/manifest.js';
-import { jsonlReadings, joinLines, syslogLines, templatedLog, wideCsv } from './demo-data.js';
+import { joinLines, jsonlReadings, syslogLines, templatedLog, wideCsv } from './demo-data.js';
 
 export const DEMO_FACTORY = 'demo';
 
@@ -11,10 +11,19 @@ export function demoFiles(day: Date): { name: string; body: string }[] {
   const start = new Date(Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), day.getUTCDate(), 6));
   const seed = start.getTime() / 86_400_000;
   return [
-    { name: 'sensors-a.jsonl', body: joinLines(jsonlReadings({ seed, lines: 1200, start, stepMs: 15_000, badEvery: 400 })) },
+    {
+      name: 'sensors-a.jsonl',
+      body: joinLines(jsonlReadings({ seed, lines: 1200, start, stepMs: 15_000, badEvery: 400 })),
+    },
     { name: 'line-1.csv', body: joinLines(wideCsv({ seed: seed + 1, lines: 240, start, stepMs: 60_000 })) },
-    { name: 'gateway.syslog', body: joinLines(syslogLines({ seed: seed + 2, lines: 200, start, stepMs: 90_000 })) },
-    { name: 'controller-press-01.log', body: joinLines(templatedLog({ seed: seed + 3, lines: 200, start, stepMs: 90_000 })) },
+    {
+      name: 'gateway.syslog',
+      body: joinLines(syslogLines({ seed: seed + 2, lines: 200, start, stepMs: 90_000 })),
+    },
+    {
+      name: 'controller-press-01.log',
+      body: joinLines(templatedLog({ seed: seed + 3, lines: 200, start, stepMs: 90_000 })),
+    },
   ];
 }
 
@@ -30,7 +39,9 @@ export function rawKey(factory: string, day: Date, name: string): string {
 export const SAMPLE_EVENT_KEY = 'demo/2026/01/15/press line+1 sensors.jsonl';
 
 export function sampleEventObject(): string {
-  return joinLines(jsonlReadings({ seed: 15, lines: 50, start: new Date('2026-01-15T06:00:00Z'), stepMs: 60_000 }));
+  return joinLines(
+    jsonlReadings({ seed: 15, lines: 50, start: new Date('2026-01-15T06:00:00Z'), stepMs: 60_000 }),
+  );
 }
 
 /** Uploads the demo files unless they are already there (identical content, so a restart adds nothing). */
@@ -39,24 +50,40 @@ export async function seedDemo(s3: S3Client, day = new Date()): Promise<string[]
   for (const file of demoFiles(day)) {
     const key = rawKey(DEMO_FACTORY, day, file.name);
     keys.push(key);
-    const exists = await s3.send(new HeadObjectCommand({ Bucket: 'raw', Key: key })).then(() => true, () => false);
-    if (!exists) await s3.send(new PutObjectCommand({ Bucket: 'raw', Key: key, Body: file.body, ContentType: 'text/plain' }));
+    const exists = await s3.send(new HeadObjectCommand({ Bucket: 'raw', Key: key })).then(
+      () => true,
+      () => false,
+    );
+    if (!exists)
+      await s3.send(
+        new PutObjectCommand({ Bucket: 'raw', Key: key, Body: file.body, ContentType: 'text/plain' }),
+      );
   }
-  const sampleExists = await s3.send(new HeadObjectCommand({ Bucket: 'raw', Key: SAMPLE_EVENT_KEY })).then(() => true, () => false);
-  if (!sampleExists) await s3.send(new PutObjectCommand({ Bucket: 'raw', Key: SAMPLE_EVENT_KEY, Body: sampleEventObject() }));
+  const sampleExists = await s3.send(new HeadObjectCommand({ Bucket: 'raw', Key: SAMPLE_EVENT_KEY })).then(
+    () => true,
+    () => false,
+  );
+  if (!sampleExists)
+    await s3.send(new PutObjectCommand({ Bucket: 'raw', Key: SAMPLE_EVENT_KEY, Body: sampleEventObject() }));
   keys.push(SAMPLE_EVENT_KEY);
   return keys;
 }
 
 /** Waits until every key has an ETL manifest in the lake (or the timeout passes). */
-export async function waitForManifests(s3: S3Client, keys: string[], timeoutMs = 60_000): Promise<Manifest[]> {
+export async function waitForManifests(
+  s3: S3Client,
+  keys: string[],
+  timeoutMs = 60_000,
+): Promise<Manifest[]> {
   const deadline = Date.now() + timeoutMs;
   const found = new Map<string, Manifest>();
   while (found.size < keys.length && Date.now() < deadline) {
     for (const key of keys) {
       if (found.has(key)) continue;
       try {
-        const res = await s3.send(new GetObjectCommand({ Bucket: 'lake', Key: manifestKey(accountingFactory(key), 'raw', key) }));
+        const res = await s3.send(
+          new GetObjectCommand({ Bucket: 'lake', Key: manifestKey(accountingFactory(key), 'raw', key) }),
+        );
         found.set(key, manifestSchema.parse(JSON.parse(await res.Body!.transformToString())));
       } catch {
         // not there yet

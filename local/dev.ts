@@ -30,8 +30,13 @@ export async function runDev(opts: { demo: boolean }): Promise<void> {
         `  s3://raw/${m.source.key}  ${m.format ?? m.status}: ${m.lines.loaded} lines loaded, ${m.lines.rejected} rejected → ${m.rows.readings} readings, ${m.rows.events} events`,
       );
     }
-    if (manifests.length < keys.length) lines.push(`  (${keys.length - manifests.length} file(s) still processing)`);
-    lines.push('', 'Outputs (lake bucket):', '  s3://lake/normalized/<table>/factory=<factory>/date=<yyyy-mm-dd>/<id>.parquet');
+    if (manifests.length < keys.length)
+      lines.push(`  (${keys.length - manifests.length} file(s) still processing)`);
+    lines.push(
+      '',
+      'Outputs (lake bucket):',
+      '  s3://lake/normalized/<table>/factory=<factory>/date=<yyyy-mm-dd>/<id>.parquet',
+    );
     lines.push('  s3://lake/quarantine/rejects/factory=<factory>/<id>.parquet   rejected lines with reasons');
     lines.push('  s3://lake/manifests/factory=<factory>/<id>.json              per-file accounting');
     process.stdout.write(`${lines.join('\n')}\n`);
@@ -56,11 +61,14 @@ export async function runDev(opts: { demo: boolean }): Promise<void> {
  * endpoints (a running `dev` stack by default), like `sam local invoke`.
  */
 export async function invokeOnce(fn: string, event: unknown): Promise<unknown> {
-  if (!(fn in topology.functions)) throw new Error(`unknown function "${fn}"; known: ${Object.keys(topology.functions).join(', ')}`);
+  if (!(fn in topology.functions))
+    throw new Error(`unknown function "${fn}"; known: ${Object.keys(topology.functions).join(', ')}`);
   const settings = localSettings();
   const sqs = localSqs(settings);
   const queueUrls = await ensureQueues(sqs).catch((err: Error) => {
-    throw new Error(`cannot reach SQS at ${settings.sqsEndpoint} (is \`npm start\` running?): ${err.message}`);
+    throw new Error(
+      `cannot reach SQS at ${settings.sqsEndpoint} (is \`npm start\` running?): ${err.message}`,
+    );
   });
   exportFunctionEnv(settings, queueUrls);
   const functions = await loadFunctions();

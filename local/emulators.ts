@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import { startFauxqs } from 'fauxqs';
 import S3rver from 's3rver';
 import { logger } from '../functions/core/logger.js';
@@ -29,7 +29,10 @@ export interface Emulator {
  * s3rver's own event records differ from AWS's (unencoded keys, `ObjectCreated:Post` for multipart),
  * so only bucket, key, size and ETag are taken from them.
  */
-export async function startS3(settings: LocalSettings, onCreated: (o: CreatedObject) => void): Promise<Emulator> {
+export async function startS3(
+  settings: LocalSettings,
+  onCreated: (o: CreatedObject) => void,
+): Promise<Emulator> {
   const directory = join(settings.PIPELINE_DATA, 's3');
   await mkdir(directory, { recursive: true });
   const account = require('s3rver/lib/models/account.js') as {
@@ -43,18 +46,27 @@ export async function startS3(settings: LocalSettings, onCreated: (o: CreatedObj
     silent: true,
     vhostBuckets: false,
   });
-  server.on('event', (event: { Records: { eventName: string; s3: { bucket: { name: string }; object: { key: string; size?: number; eTag?: string } } }[] }) => {
-    for (const r of event.Records) {
-      if (!r.eventName.startsWith('ObjectCreated:')) continue;
-      onCreated({
-        bucket: r.s3.bucket.name,
-        key: r.s3.object.key,
-        size: r.s3.object.size,
-        eTag: r.s3.object.eTag,
-        eventName: r.eventName === 'ObjectCreated:Post' ? 'ObjectCreated:CompleteMultipartUpload' : r.eventName,
-      });
-    }
-  });
+  server.on(
+    'event',
+    (event: {
+      Records: {
+        eventName: string;
+        s3: { bucket: { name: string }; object: { key: string; size?: number; eTag?: string } };
+      }[];
+    }) => {
+      for (const r of event.Records) {
+        if (!r.eventName.startsWith('ObjectCreated:')) continue;
+        onCreated({
+          bucket: r.s3.bucket.name,
+          key: r.s3.object.key,
+          size: r.s3.object.size,
+          eTag: r.s3.object.eTag,
+          eventName:
+            r.eventName === 'ObjectCreated:Post' ? 'ObjectCreated:CompleteMultipartUpload' : r.eventName,
+        });
+      }
+    },
+  );
   await server.run();
   logger.info({ endpoint: settings.s3Endpoint, directory }, 'embedded S3 (s3rver) listening');
   return { name: 's3', stop: () => server.close() };
@@ -65,7 +77,12 @@ export async function startS3(settings: LocalSettings, onCreated: (o: CreatedObj
  * objects that have no manifest yet, so nothing uploaded is lost across a restart).
  */
 export async function startSqs(settings: LocalSettings): Promise<Emulator> {
-  const server = await startFauxqs({ port: settings.SQS_PORT, logger: false, host: '127.0.0.1', defaultRegion: settings.AWS_REGION });
+  const server = await startFauxqs({
+    port: settings.SQS_PORT,
+    logger: false,
+    host: '127.0.0.1',
+    defaultRegion: settings.AWS_REGION,
+  });
   logger.info({ endpoint: settings.sqsEndpoint }, 'embedded SQS (fauxqs) listening');
   return { name: 'sqs', stop: () => server.stop() };
 }

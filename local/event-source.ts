@@ -8,6 +8,8 @@ import {
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { logger } from '../functions/core/logger.js';
 
+const STOP_GRACE_MS = 5_000;
+
 export interface EventSourceOptions {
   functionName: string;
   queueUrl: string;
@@ -56,10 +58,20 @@ export class EventSource {
     const pending = this.inFlight;
     this.inFlight = [];
     if (pending.length > 0) {
-      await this.changeVisibility(pending, 0).catch((err) => logger.warn({ err }, 'could not release in-flight messages'));
-      logger.info({ function: this.options.functionName, messages: pending.length }, 'in-flight messages returned to the queue');
+      await this.changeVisibility(pending, 0).catch((err) =>
+        logger.warn({ err }, 'could not release in-flight messages'),
+      );
+      logger.info(
+        { function: this.options.functionName, messages: pending.length },
+        'in-flight messages returned to the queue',
+      );
     }
-    await this.loop?.catch(() => undefined);
+    // Give a running invocation a moment to finish; its messages are already back in the queue, and
+    // every function is idempotent, so leaving it unfinished loses nothing.
+    await Promise.race([
+      this.loop?.catch(() => undefined),
+      new Promise((r) => setTimeout(r, STOP_GRACE_MS).unref()),
+    ]);
   }
 
   private async receive(max: number, waitSeconds: number): Promise<Message[]> {
@@ -154,7 +166,9 @@ export class EventSource {
       await this.sqs.send(
         new ChangeMessageVisibilityBatchCommand({
           QueueUrl: this.options.queueUrl,
-          Entries: messages.slice(i, i + 10).map((m, j) => ({ Id: String(j), ReceiptHandle: m.ReceiptHandle!, VisibilityTimeout: seconds })),
+          Entries: messages
+            .slice(i, i + 10)
+            .map((m, j) => ({ Id: String(j), ReceiptHandle: m.ReceiptHandle!, VisibilityTimeout: seconds })),
         }),
       );
     }

@@ -6,9 +6,12 @@ import { type FunctionName, topology } from '../topology/topology.js';
 export type LambdaHandler = (event: unknown, context: Context) => Promise<unknown>;
 
 /** Counts and times every local invocation; read by the runtime's `/metrics` and its log line. */
-export interface InvocationObserver {
-  (name: string, outcome: 'ok' | 'partial' | 'error', ms: number, records: number): void;
-}
+export type InvocationObserver = (
+  name: string,
+  outcome: 'ok' | 'partial' | 'error',
+  ms: number,
+  records: number,
+) => void;
 
 /** A Lambda context for a local invocation, with the function's real time budget. */
 export function lambdaContext(name: string, timeoutSeconds: number): Context {
@@ -60,12 +63,18 @@ export async function invokeFunction(
     const ms = Math.round(performance.now() - started);
     const outcome = failures > 0 ? 'partial' : 'ok';
     observe?.(name, outcome, ms, records);
-    logger.info({ function: name, records, outcome, failures, ms, requestId: context.awsRequestId }, `invoke ${name}`);
+    logger.info(
+      { function: name, records, outcome, failures, ms, requestId: context.awsRequestId },
+      `invoke ${name}`,
+    );
     return result;
   } catch (err) {
     const ms = Math.round(performance.now() - started);
     observe?.(name, 'error', ms, records);
-    logger.error({ function: name, records, outcome: 'error', ms, err, requestId: context.awsRequestId }, `invoke ${name}`);
+    logger.error(
+      { function: name, records, outcome: 'error', ms, err, requestId: context.awsRequestId },
+      `invoke ${name}`,
+    );
     throw err;
   }
 }

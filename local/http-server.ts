@@ -22,7 +22,11 @@ async function readBody(req: IncomingMessage): Promise<Buffer> {
 }
 
 export function json(status: number, value: unknown, headers: Record<string, string> = {}): RouteResult {
-  return { status, body: `${JSON.stringify(value)}\n`, headers: { 'content-type': 'application/json', ...headers } };
+  return {
+    status,
+    body: `${JSON.stringify(value)}\n`,
+    headers: { 'content-type': 'application/json', ...headers },
+  };
 }
 
 /** A small HTTP server: the first route that returns a result answers; otherwise 404. */

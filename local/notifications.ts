@@ -30,7 +30,14 @@ export class NotificationRouter {
       size ??= head.ContentLength ?? 0;
     }
     const body = JSON.stringify(
-      buildS3Notification({ bucket: object.bucket, key: object.key, size, eTag, eventName: object.eventName, region: this.region }),
+      buildS3Notification({
+        bucket: object.bucket,
+        key: object.key,
+        size,
+        eTag,
+        eventName: object.eventName,
+        region: this.region,
+      }),
     );
     const sent: QueueName[] = [];
     for (const route of routes) {
@@ -38,7 +45,9 @@ export class NotificationRouter {
         // S3 cannot notify FIFO queues; the topology never declares such a route.
         throw new Error(`notification to FIFO queue ${route.queue} is not possible in S3`);
       }
-      await this.sqs.send(new SendMessageCommand({ QueueUrl: this.queueUrls[route.queue], MessageBody: body }));
+      await this.sqs.send(
+        new SendMessageCommand({ QueueUrl: this.queueUrls[route.queue], MessageBody: body }),
+      );
       sent.push(route.queue);
     }
     logger.debug({ bucket: object.bucket, key: object.key, queues: sent }, 'notification routed');

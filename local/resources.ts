@@ -1,5 +1,10 @@
 import { CreateBucketCommand, HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { CreateQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, SQSClient } from '@aws-sdk/client-sqs';
+import {
+  CreateQueueCommand,
+  GetQueueAttributesCommand,
+  GetQueueUrlCommand,
+  SQSClient,
+} from '@aws-sdk/client-sqs';
 import { dlqResourceName, type QueueName, queueResourceName, topology } from '../topology/topology.js';
 import type { LocalSettings } from './settings.js';
 
@@ -39,12 +44,20 @@ export async function ensureBuckets(s3: S3Client): Promise<void> {
  */
 export async function ensureQueues(sqs: SQSClient): Promise<Record<QueueName, string>> {
   const urls = {} as Record<QueueName, string>;
-  for (const [name, spec] of Object.entries(topology.queues) as [QueueName, (typeof topology.queues)[QueueName]][]) {
+  for (const [name, spec] of Object.entries(topology.queues) as [
+    QueueName,
+    (typeof topology.queues)[QueueName],
+  ][]) {
     const fifo = spec.fifo ? { FifoQueue: 'true' } : {};
     const dlq = await sqs.send(
-      new CreateQueueCommand({ QueueName: dlqResourceName(name), Attributes: { ...fifo, MessageRetentionPeriod: '1209600' } }),
+      new CreateQueueCommand({
+        QueueName: dlqResourceName(name),
+        Attributes: { ...fifo, MessageRetentionPeriod: '1209600' },
+      }),
     );
-    const dlqAttrs = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: dlq.QueueUrl!, AttributeNames: ['QueueArn'] }));
+    const dlqAttrs = await sqs.send(
+      new GetQueueAttributesCommand({ QueueUrl: dlq.QueueUrl!, AttributeNames: ['QueueArn'] }),
+    );
     const queue = await sqs.send(
       new CreateQueueCommand({
         QueueName: queueResourceName(name),

@@ -1,5 +1,10 @@
 import type { Server } from 'node:http';
-import { ListObjectsV2Command, ListBucketsCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import {
+  HeadObjectCommand,
+  ListBucketsCommand,
+  ListObjectsV2Command,
+  type S3Client,
+} from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, ListQueuesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { logger } from '../functions/core/logger.js';
 import { invocationFinished, metrics, registry } from '../functions/core/telemetry.js';
@@ -49,7 +54,11 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
       early.push(o);
       return;
     }
-    router.route(o).catch((err) => logger.error({ err, bucket: o.bucket, key: o.key }, 'notification could not be queued'));
+    router
+      .route(o)
+      .catch((err) =>
+        logger.error({ err, bucket: o.bucket, key: o.key }, 'notification could not be queued'),
+      );
   };
 
   try {
@@ -63,11 +72,18 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
 
     const functions = await loadFunctions();
     const invoke = (name: FunctionName, event: unknown) =>
-      invokeFunction(name, functions.get(name)!, event, (fn, outcome, ms) => invocationFinished(fn, outcome, ms));
+      invokeFunction(name, functions.get(name)!, event, (fn, outcome, ms) =>
+        invocationFinished(fn, outcome, ms),
+      );
 
-    for (const [name, spec] of Object.entries(topology.functions) as [FunctionName, (typeof topology.functions)[FunctionName]][]) {
+    for (const [name, spec] of Object.entries(topology.functions) as [
+      FunctionName,
+      (typeof topology.functions)[FunctionName],
+    ][]) {
       const queueUrl = queueUrls[spec.trigger.queue];
-      const attrs = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['QueueArn'] }));
+      const attrs = await sqs.send(
+        new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['QueueArn'] }),
+      );
       const source = new EventSource(sqs, {
         functionName: name,
         queueUrl,
@@ -90,9 +106,14 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
           [`${name}-dlq`, await dlqUrl(sqs, name)],
         ] as const) {
           const a = await sqs.send(
-            new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }),
+            new GetQueueAttributesCommand({
+              QueueUrl: url,
+              AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+            }),
           );
-          out[label] = Number(a.Attributes?.ApproximateNumberOfMessages ?? 0) + Number(a.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0);
+          out[label] =
+            Number(a.Attributes?.ApproximateNumberOfMessages ?? 0) +
+            Number(a.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0);
         }
       }
       return out;
@@ -112,7 +133,8 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
         await Promise.all(sources.map((s) => s.stop()));
         await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
         server?.closeAllConnections();
-        for (const e of emulators.reverse()) await e.stop().catch((err) => logger.warn({ err, emulator: e.name }, 'stop failed'));
+        for (const e of emulators.reverse())
+          await e.stop().catch((err) => logger.warn({ err, emulator: e.name }, 'stop failed'));
         s3.destroy();
         sqs.destroy();
       },
@@ -122,8 +144,14 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
       async (req, _body, url) => {
         if (req.method !== 'GET' || url.pathname !== '/health') return undefined;
         const parts: Record<string, string> = {};
-        await s3.send(new ListBucketsCommand({})).then(() => (parts.s3 = 'up'), (e: Error) => (parts.s3 = `down: ${e.message}`));
-        await sqs.send(new ListQueuesCommand({})).then(() => (parts.sqs = 'up'), (e: Error) => (parts.sqs = `down: ${e.message}`));
+        await s3.send(new ListBucketsCommand({})).then(
+          () => (parts.s3 = 'up'),
+          (e: Error) => (parts.s3 = `down: ${e.message}`),
+        );
+        await sqs.send(new ListQueuesCommand({})).then(
+          () => (parts.sqs = 'up'),
+          (e: Error) => (parts.sqs = `down: ${e.message}`),
+        );
         sources.forEach((s, i) => {
           parts[`function:${[...functions.keys()][i]}`] = s.isRunning ? 'up' : 'stopped';
         });
@@ -133,7 +161,11 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
       async (req, _body, url) => {
         if (req.method !== 'GET' || url.pathname !== '/metrics') return undefined;
         for (const [queue, n] of Object.entries(await queueDepths())) metrics.queueDepth.set({ queue }, n);
-        return { status: 200, body: await registry.metrics(), headers: { 'content-type': registry.contentType } };
+        return {
+          status: 200,
+          body: await registry.metrics(),
+          headers: { 'content-type': registry.contentType },
+        };
       },
       async (req, body, url) => {
         // The Lambda Invoke API, so `aws lambda invoke --endpoint-url http://127.0.0.1:3000` works.
@@ -141,26 +173,39 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
         if (req.method !== 'POST' || !m) return undefined;
         const name = decodeURIComponent(m[1]!) as FunctionName;
         if (!functions.has(name)) {
-          return json(404, { Type: 'User', Message: `Function not found: ${name}` }, { 'x-amzn-errortype': 'ResourceNotFoundException' });
+          return json(
+            404,
+            { Type: 'User', Message: `Function not found: ${name}` },
+            { 'x-amzn-errortype': 'ResourceNotFoundException' },
+          );
         }
         let event: unknown;
         try {
           event = body.length ? JSON.parse(body.toString('utf8')) : {};
         } catch {
-          return json(400, { Type: 'User', Message: 'payload is not JSON' }, { 'x-amzn-errortype': 'InvalidRequestContentException' });
+          return json(
+            400,
+            { Type: 'User', Message: 'payload is not JSON' },
+            { 'x-amzn-errortype': 'InvalidRequestContentException' },
+          );
         }
         try {
           const result = await invoke(name, event);
           return json(200, result ?? null, { 'x-amz-executed-version': '$LATEST' });
         } catch (err) {
-          return json(200, { errorType: (err as Error).name, errorMessage: (err as Error).message }, { 'x-amz-function-error': 'Unhandled' });
+          return json(
+            200,
+            { errorType: (err as Error).name, errorMessage: (err as Error).message },
+            { 'x-amz-function-error': 'Unhandled' },
+          );
         }
       },
       ...extraRoutes(runtime),
     ];
     server = await startHttpServer(settings.RUNTIME_PORT, routes);
     logger.info({ url: runtime.url, s3: settings.s3Endpoint, sqs: settings.sqsEndpoint }, 'local runtime up');
-    if (settings.embeddedS3) void catchUp(s3, router).catch((err) => logger.error({ err }, 'catch-up failed'));
+    if (settings.embeddedS3)
+      void catchUp(s3, router).catch((err) => logger.error({ err }, 'catch-up failed'));
     return runtime;
   } catch (err) {
     await Promise.all(sources.map((s) => s.stop()));
@@ -182,10 +227,24 @@ async function catchUp(s3: S3Client, router: NotificationRouter): Promise<number
     const page = await s3.send(new ListObjectsV2Command({ Bucket: 'raw', ContinuationToken: token }));
     for (const o of page.Contents ?? []) {
       const found = await s3
-        .send(new HeadObjectCommand({ Bucket: 'lake', Key: manifestKey(accountingFactory(o.Key!), 'raw', o.Key!) }))
-        .then(() => true, () => false);
+        .send(
+          new HeadObjectCommand({
+            Bucket: 'lake',
+            Key: manifestKey(accountingFactory(o.Key!), 'raw', o.Key!),
+          }),
+        )
+        .then(
+          () => true,
+          () => false,
+        );
       if (found) continue;
-      await router.route({ bucket: 'raw', key: o.Key!, eTag: o.ETag?.replace(/"/g, ''), size: o.Size, eventName: 'ObjectCreated:Put' });
+      await router.route({
+        bucket: 'raw',
+        key: o.Key!,
+        eTag: o.ETag?.replace(/"/g, ''),
+        size: o.Size,
+        eventName: 'ObjectCreated:Put',
+      });
       count++;
     }
     token = page.NextContinuationToken;

@@ -21,7 +21,12 @@ const schema = z.object({
   LOCAL_RETRY_DELAY_SECONDS: z.coerce.number().int().min(0).default(2),
 });
 
-export type LocalSettings = z.infer<typeof schema> & { s3Endpoint: string; sqsEndpoint: string; embeddedS3: boolean; embeddedSqs: boolean };
+export type LocalSettings = z.infer<typeof schema> & {
+  s3Endpoint: string;
+  sqsEndpoint: string;
+  embeddedS3: boolean;
+  embeddedSqs: boolean;
+};
 
 export function localSettings(env: NodeJS.ProcessEnv = process.env): LocalSettings {
   const parsed = schema.safeParse(env);

@@ -50,7 +50,7 @@ export const topology = {
       memoryMB: 2048,
       timeoutSeconds: 300,
       storageMB: 4096,
-      trigger: { queue: 'etl', batchSize: 10, batchWindowSeconds: 1 },
+      trigger: { queue: 'etl', batchSize: 10, batchWindowSeconds: 0 },
       links: ['raw', 'lake'],
     },
   } satisfies Record<FunctionName, FunctionSpec>,

@@ -19,9 +19,16 @@ const envSchema = z.object({
   BUCKET_LAKE: z.string().min(1).default('lake'),
   BUCKET_WAREHOUSE: z.string().min(1).default('warehouse'),
   QUEUE_URL_ETL: z.string().optional(),
-  PIPELINE_CONFIG: z.string().min(1).default(join(import.meta.dirname, '..', '..', 'config')),
+  PIPELINE_CONFIG: z
+    .string()
+    .min(1)
+    .default(join(import.meta.dirname, '..', '..', 'config')),
   PIPELINE_TMP: z.string().min(1).default(join(tmpdir(), 'telemetry-pipeline')),
-  MAX_LINE_BYTES: z.coerce.number().int().positive().default(1024 * 1024),
+  MAX_LINE_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(1024 * 1024),
 });
 
 function parseEnv() {

@@ -18,7 +18,10 @@ export function sqlIdent(value: string): string {
  * under /tmp (the only writable place there) and no extension auto-install
  * (httpfs and friends would download at run time; json, parquet and icu are built in).
  */
-export async function openDuckDB(path = ':memory:', options: Record<string, string> = {}): Promise<DuckDBInstance> {
+export async function openDuckDB(
+  path = ':memory:',
+  options: Record<string, string> = {},
+): Promise<DuckDBInstance> {
   const home = join(runtimeConfig.tmpDir, 'duckdb-home');
   const temp = join(runtimeConfig.tmpDir, 'duckdb-temp');
   mkdirSync(home, { recursive: true });
@@ -33,7 +36,10 @@ export async function openDuckDB(path = ':memory:', options: Record<string, stri
 }
 
 /** Runs `fn` with a fresh connection and always releases it. */
-export async function withConnection<T>(instance: DuckDBInstance, fn: (c: DuckDBConnection) => Promise<T>): Promise<T> {
+export async function withConnection<T>(
+  instance: DuckDBInstance,
+  fn: (c: DuckDBConnection) => Promise<T>,
+): Promise<T> {
   const connection = await connectUtc(instance);
   try {
     return await fn(connection);

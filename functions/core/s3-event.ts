@@ -118,7 +118,11 @@ export function buildS3Notification(input: {
         s3: {
           s3SchemaVersion: '1.0',
           configurationId: 'telemetry-pipeline',
-          bucket: { name: input.bucket, ownerIdentity: { principalId: 'local' }, arn: `arn:aws:s3:::${input.bucket}` },
+          bucket: {
+            name: input.bucket,
+            ownerIdentity: { principalId: 'local' },
+            arn: `arn:aws:s3:::${input.bucket}`,
+          },
           object: {
             key: encodeEventKey(input.key),
             size: input.size,

@@ -129,7 +129,13 @@ export async function uploadFile(
   }
   const res = await new Upload({
     client: s3(),
-    params: { Bucket: bucket, Key: key, Body: createReadStream(path), ContentType: contentType, Metadata: metadata },
+    params: {
+      Bucket: bucket,
+      Key: key,
+      Body: createReadStream(path),
+      ContentType: contentType,
+      Metadata: metadata,
+    },
   }).done();
   return stripETag(res.ETag);
 }

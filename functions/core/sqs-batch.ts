@@ -23,7 +23,10 @@ export async function settleRecords(
         results[i] = { status: 'fulfilled', value: await handle(record) };
       } catch (err) {
         if (err instanceof MessageFormatError) {
-          logger.error({ err, messageId: record.messageId, error_code: 'bad-message' }, 'message acknowledged without processing');
+          logger.error(
+            { err, messageId: record.messageId, error_code: 'bad-message' },
+            'message acknowledged without processing',
+          );
           results[i] = { status: 'fulfilled', value: undefined };
         } else {
           results[i] = { status: 'rejected', reason: err };

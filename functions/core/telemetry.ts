@@ -77,7 +77,8 @@ export function fileProcessed(stage: string, manifest: Manifest, outcome: string
   if (outcome !== 'duplicate') {
     metrics.rows.inc({ stage, factory, table: 'readings' }, manifest.rows.readings);
     metrics.rows.inc({ stage, factory, table: 'events' }, manifest.rows.events);
-    for (const [reason, n] of Object.entries(manifest.rejectReasons)) metrics.rejectedRows.inc({ factory, reason }, n);
+    for (const [reason, n] of Object.entries(manifest.rejectReasons))
+      metrics.rejectedRows.inc({ factory, reason }, n);
     metrics.bytes.inc({ stage, factory }, manifest.bytes);
     metrics.stageDuration.observe({ stage }, manifest.seconds);
   }
@@ -92,7 +93,9 @@ export function fileProcessed(stage: string, manifest: Manifest, outcome: string
       lines: manifest.lines,
       rows: manifest.rows,
       seconds: manifest.seconds,
-      ...(manifest.quarantine ? { error_code: manifest.quarantine.code, reason: manifest.quarantine.reason } : {}),
+      ...(manifest.quarantine
+        ? { error_code: manifest.quarantine.code, reason: manifest.quarantine.reason }
+        : {}),
     },
     `${stage} ${outcome} s3://${manifest.source.bucket}/${manifest.source.key}`,
   );

@@ -8,7 +8,7 @@ import { withConnection } from '../core/duckdb.js';
 import { PermanentObjectError } from '../core/errors.js';
 import { getJson, openObject, putJson, s3, uploadFile } from '../core/s3.js';
 import type { S3ObjectEvent } from '../core/s3-event.js';
-import { FACTORY_ID, type Factory, type FactoriesConfig, factoryOfKey, ruleForKey } from './factories.js';
+import { FACTORY_ID, type FactoriesConfig, type Factory, factoryOfKey, ruleForKey } from './factories.js';
 import { manifestKey, normalizedKey, objectId, quarantinedFileKey, rejectsKey } from './lake-keys.js';
 import { splitLines } from './line-splitter.js';
 import { type Manifest, manifestSchema } from './manifest.js';
@@ -33,7 +33,11 @@ const GZIP_MAGIC = [0x1f, 0x8b];
 function factoryFor(config: FactoriesConfig, ref: { bucket: string; key: string }): Factory {
   const id = factoryOfKey(ref.key) ?? 'unassigned';
   if (!FACTORY_ID.test(id)) {
-    throw new PermanentObjectError(ref, 'bad-factory', `first path segment "${id}" is not a factory id (a-z, 0-9, -)`);
+    throw new PermanentObjectError(
+      ref,
+      'bad-factory',
+      `first path segment "${id}" is not a factory id (a-z, 0-9, -)`,
+    );
   }
   return config.factories.get(id) ?? { id, name: id, timezone: 'UTC', files: [] };
 }
@@ -67,7 +71,12 @@ export async function etlObject(event: S3ObjectEvent, deps: EtlDeps): Promise<Et
     factory = factoryFor(deps.factories, ref);
   } catch (err) {
     if (err instanceof PermanentObjectError) {
-      return quarantine(deps, event, { id: objectId(event.bucket, event.key, event.eTag ?? ''), factory: 'unassigned', startedAt }, err);
+      return quarantine(
+        deps,
+        event,
+        { id: objectId(event.bucket, event.key, event.eTag ?? ''), factory: 'unassigned', startedAt },
+        err,
+      );
     }
     throw err;
   }
@@ -96,15 +105,39 @@ export async function etlObject(event: S3ObjectEvent, deps: EtlDeps): Promise<Et
       split = await splitLines(input, { dir: work, maxLineBytes: deps.maxLineBytes });
     } catch (err) {
       if (gzip && (err as NodeJS.ErrnoException).code?.startsWith('Z_')) {
-        return await quarantine(deps, event, meta, new PermanentObjectError(ref, 'corrupt-gzip', `corrupt gzip: ${(err as Error).message}`, { cause: err }), gzip);
+        return await quarantine(
+          deps,
+          event,
+          meta,
+          new PermanentObjectError(ref, 'corrupt-gzip', `corrupt gzip: ${(err as Error).message}`, {
+            cause: err,
+          }),
+          gzip,
+        );
       }
       throw err;
     }
     if (split.binary) {
-      return await quarantine(deps, event, meta, new PermanentObjectError(ref, 'binary-object', 'binary object (NUL bytes in the first 8 KiB), not a text log'), gzip);
+      return await quarantine(
+        deps,
+        event,
+        meta,
+        new PermanentObjectError(
+          ref,
+          'binary-object',
+          'binary object (NUL bytes in the first 8 KiB), not a text log',
+        ),
+        gzip,
+      );
     }
     if (split.totalLines === 0) {
-      return await quarantine(deps, event, meta, new PermanentObjectError(ref, 'empty-object', 'empty object: no lines'), gzip);
+      return await quarantine(
+        deps,
+        event,
+        meta,
+        new PermanentObjectError(ref, 'empty-object', 'empty object: no lines'),
+        gzip,
+      );
     }
 
     const rule = resolveRule(ruleForKey(factory, event.key), split.sample);
@@ -137,7 +170,13 @@ export async function etlObject(event: S3ObjectEvent, deps: EtlDeps): Promise<Et
     const manifest: Manifest = {
       id,
       status: 'loaded',
-      source: { bucket: event.bucket, key: event.key, eTag: info.eTag, size: info.size, createdAt: info.lastModified.toISOString() },
+      source: {
+        bucket: event.bucket,
+        key: event.key,
+        eTag: info.eTag,
+        size: info.size,
+        createdAt: info.lastModified.toISOString(),
+      },
       factory: factory.id,
       format: rule.format,
       table: rule.table,
@@ -173,19 +212,33 @@ async function deleteStale(bucket: string, before: string[], after: string[]): P
   const keep = new Set(after);
   const stale = before.filter((k) => !keep.has(k));
   if (stale.length === 0) return;
-  await s3().send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: stale.map((Key) => ({ Key })) } }));
+  await s3().send(
+    new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: stale.map((Key) => ({ Key })) } }),
+  );
 }
 
 /** Whole-file quarantine: the raw object stays where it is; a record and a manifest say why. */
 async function quarantine(
   deps: EtlDeps,
   event: S3ObjectEvent,
-  meta: { id: string; factory: string; startedAt: Date; info?: { eTag: string; size: number; lastModified: Date } },
+  meta: {
+    id: string;
+    factory: string;
+    startedAt: Date;
+    info?: { eTag: string; size: number; lastModified: Date };
+  },
   error: PermanentObjectError,
   gzip = false,
 ): Promise<EtlOutcome> {
   const finishedAt = new Date();
-  const record = { bucket: event.bucket, key: event.key, eTag: meta.info?.eTag ?? event.eTag ?? '', code: error.code, reason: error.message, at: finishedAt.toISOString() };
+  const record = {
+    bucket: event.bucket,
+    key: event.key,
+    eTag: meta.info?.eTag ?? event.eTag ?? '',
+    code: error.code,
+    reason: error.message,
+    at: finishedAt.toISOString(),
+  };
   const recordKey = quarantinedFileKey(meta.factory, meta.id);
   await putJson(deps.lakeBucket, recordKey, record);
   const manifest: Manifest = {

@@ -16,7 +16,10 @@ const fieldRef = z.union([
   z.string().min(1),
   z.array(z.string().min(1)).min(1),
   z.object({ const: z.string() }).strict(),
-  z.object({ fromKey: z.string().min(1) }).strict().describe('regex with one capture group applied to the object key'),
+  z
+    .object({ fromKey: z.string().min(1) })
+    .strict()
+    .describe('regex with one capture group applied to the object key'),
 ]);
 export type FieldRef = z.infer<typeof fieldRef>;
 
@@ -112,7 +115,10 @@ const factoriesFileSchema = z
   .object({
     version: z.literal(1),
     limits: z
-      .object({ maxLineBytes: z.number().int().positive().optional(), maxRejectRatio: z.number().min(0).max(1).optional() })
+      .object({
+        maxLineBytes: z.number().int().positive().optional(),
+        maxRejectRatio: z.number().min(0).max(1).optional(),
+      })
       .strict()
       .default({}),
     factories: z.record(factoryId, factorySchema),
@@ -143,7 +149,8 @@ export function parseFactories(text: string, file: string): FactoriesConfig {
     throw new ConfigError(file, `invalid YAML: ${(cause as Error).message}`, { cause });
   }
   const parsed = factoriesFileSchema.safeParse(raw);
-  if (!parsed.success) throw new ConfigError(file, `invalid configuration:\n${z.prettifyError(parsed.error)}`);
+  if (!parsed.success)
+    throw new ConfigError(file, `invalid configuration:\n${z.prettifyError(parsed.error)}`);
   for (const [id, f] of Object.entries(parsed.data.factories)) {
     f.files.forEach((rule, i) => {
       for (const [name, pattern] of [
@@ -152,9 +159,12 @@ export function parseFactories(text: string, file: string): FactoriesConfig {
       ] as const) {
         if (pattern === undefined) continue;
         try {
-          new RegExp(pattern.replace(/\(\?P</g, "(?<"));
+          new RegExp(pattern.replace(/\(\?P</g, '(?<'));
         } catch (cause) {
-          throw new ConfigError(file, `factories.${id}.files[${i}].${name}: invalid regex: ${(cause as Error).message}`);
+          throw new ConfigError(
+            file,
+            `factories.${id}.files[${i}].${name}: invalid regex: ${(cause as Error).message}`,
+          );
         }
       }
     });

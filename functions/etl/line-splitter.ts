@@ -1,7 +1,7 @@
+import { isUtf8 } from 'node:buffer';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { isUtf8 } from 'node:buffer';
 
 /**
  * The byte-level pass between the download and DuckDB. It does what DuckDB's text readers cannot do
@@ -82,7 +82,9 @@ export async function splitLines(input: Readable, options: SplitOptions): Promis
     if (!out) return;
     const stream = out;
     out = undefined;
-    await new Promise<void>((resolve, reject) => stream.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      stream.end((err?: Error | null) => (err ? reject(err) : resolve())),
+    );
   };
   const reject = (line: number, bytes: Buffer, reason: string) => {
     result.rejects.push({ line, raw: bytes.subarray(0, REJECT_KEEP_BYTES).toString('utf8'), reason });
@@ -188,7 +190,10 @@ export async function splitLines(input: Readable, options: SplitOptions): Promis
         const nl = data.indexOf(NL);
         const part = nl < 0 ? data : data.subarray(0, nl);
         if (overlong.head.length < REJECT_KEEP_BYTES) {
-          overlong.head = Buffer.concat([overlong.head, part.subarray(0, REJECT_KEEP_BYTES - overlong.head.length)]);
+          overlong.head = Buffer.concat([
+            overlong.head,
+            part.subarray(0, REJECT_KEEP_BYTES - overlong.head.length),
+          ]);
         }
         overlong.bytes += part.length;
         if (nl < 0) continue;
@@ -206,7 +211,11 @@ export async function splitLines(input: Readable, options: SplitOptions): Promis
       const lastNl = data.lastIndexOf(NL);
       if (lastNl < 0) {
         if (data.length > options.maxLineBytes) {
-          overlong = { line: result.totalLines + 1, head: Buffer.from(data.subarray(0, REJECT_KEEP_BYTES)), bytes: data.length };
+          overlong = {
+            line: result.totalLines + 1,
+            head: Buffer.from(data.subarray(0, REJECT_KEEP_BYTES)),
+            bytes: data.length,
+          };
         } else {
           carry = data;
         }
@@ -215,7 +224,11 @@ export async function splitLines(input: Readable, options: SplitOptions): Promis
       await writeRegion(data.subarray(0, lastNl + 1));
       const rest = data.subarray(lastNl + 1);
       if (rest.length > options.maxLineBytes) {
-        overlong = { line: result.totalLines + 1, head: Buffer.from(rest.subarray(0, REJECT_KEEP_BYTES)), bytes: rest.length };
+        overlong = {
+          line: result.totalLines + 1,
+          head: Buffer.from(rest.subarray(0, REJECT_KEEP_BYTES)),
+          bytes: rest.length,
+        };
       } else if (rest.length > 0) {
         carry = Buffer.from(rest);
       }
@@ -237,7 +250,8 @@ export function firstInvalidUtf8(buf: Buffer): number {
   let i = 0;
   while (i < buf.length) {
     const b = buf[i]!;
-    const len = b < 0x80 ? 1 : b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3 : b >= 0xf0 && b <= 0xf4 ? 4 : 0;
+    const len =
+      b < 0x80 ? 1 : b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3 : b >= 0xf0 && b <= 0xf4 ? 4 : 0;
     if (len === 0 || i + len > buf.length || !isUtf8(buf.subarray(i, i + len))) return i;
     i += len;
   }

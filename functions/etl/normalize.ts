@@ -1,6 +1,6 @@
 import { mkdir, readdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { type DuckDBConnection, DuckDBTimestampTZValue } from '@duckdb/node-api';
+import type { DuckDBConnection, DuckDBTimestampTZValue } from '@duckdb/node-api';
 import { sqlString } from '../core/duckdb.js';
 import type { FieldRef, Mapping } from './factories.js';
 import { type FormatContext, type FormatSql, formatSql, severityFor } from './formats.js';
@@ -56,7 +56,11 @@ async function scalar(c: DuckDBConnection, sql: string): Promise<number> {
   return Number(r.getRows()[0]?.[0] ?? 0);
 }
 
-function refSql(format: FormatSql, ref: FieldRef | undefined, keyFields: Record<string, string | undefined>): string | undefined {
+function refSql(
+  format: FormatSql,
+  ref: FieldRef | undefined,
+  keyFields: Record<string, string | undefined>,
+): string | undefined {
   if (ref === undefined) return undefined;
   let expr: string;
   if (typeof ref === 'string') expr = format.field(ref);
@@ -78,7 +82,7 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
   // Lines rejected before DuckDB (invalid UTF-8, NUL bytes, over-long) — appended, never spliced as SQL.
   await c.run('CREATE OR REPLACE TEMP TABLE prerejects (n BIGINT, raw VARCHAR, reason VARCHAR)');
   if (split.rejects.length > 0) {
-    const appender = await c.createAppender('prerejects', 'temp');
+    const appender = await c.createAppender('prerejects', 'main', 'temp');
     for (const r of split.rejects) {
       appender.appendBigInt(BigInt(r.line));
       appender.appendVarchar(r.raw);
@@ -100,17 +104,22 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
           WHERE l.i <= c.lines AND c.first_line + l.i - 1 NOT IN (SELECT n FROM prerejects)`
       : 'CREATE OR REPLACE TEMP TABLE lines (n BIGINT, raw VARCHAR)',
   );
-  const headerSkip = rule.csv?.header
-    ? `AND n <> (SELECT min(n) FROM lines WHERE trim(raw) <> '')`
-    : '';
-  await c.run(`CREATE OR REPLACE TEMP TABLE data_lines AS SELECT n, raw FROM lines WHERE trim(raw) <> '' ${headerSkip}`);
+  const headerSkip = rule.csv?.header ? `AND n <> (SELECT min(n) FROM lines WHERE trim(raw) <> '')` : '';
+  await c.run(
+    `CREATE OR REPLACE TEMP TABLE data_lines AS SELECT n, raw FROM lines WHERE trim(raw) <> '' ${headerSkip}`,
+  );
   await c.run(`CREATE OR REPLACE TEMP TABLE parsed AS ${format.parse}`);
 
   const tsRef = ref('ts');
   const tsExpr =
     format.ts && !rule.map.ts
       ? format.ts
-      : { expr: tsRef ? timestampSql(tsRef, rule.timestamp.format, rule.timestamp.timezone ?? context.timeZone) : 'CAST(NULL AS TIMESTAMPTZ)', raw: tsRef ?? 'CAST(NULL AS VARCHAR)' };
+      : {
+          expr: tsRef
+            ? timestampSql(tsRef, rule.timestamp.format, rule.timestamp.timezone ?? context.timeZone)
+            : 'CAST(NULL AS TIMESTAMPTZ)',
+          raw: tsRef ?? 'CAST(NULL AS VARCHAR)',
+        };
   const device = ref('device') ?? sqlString(input.defaultDevice);
 
   if (rule.table === 'readings') {
@@ -153,16 +162,21 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
       UNION ALL
       SELECT n, 'no metric columns' FROM parsed WHERE err IS NULL AND n NOT IN (SELECT n FROM cand))
       GROUP BY n`);
-    await c.run(`CREATE OR REPLACE TEMP TABLE out_readings AS
+    await c.run(
+      `CREATE OR REPLACE TEMP TABLE out_readings AS
       SELECT ts, ${sqlString(input.factory)} AS factory, device, metric, value, unit,
              $source_key AS source_key, n AS source_line,
              strftime(ts AT TIME ZONE 'UTC', '%Y-%m-%d') AS date
-      FROM cand WHERE value IS NOT NULL AND n NOT IN (SELECT n FROM line_errors)`, { source_key: input.sourceKey });
+      FROM cand WHERE value IS NOT NULL AND n NOT IN (SELECT n FROM line_errors)`,
+      { source_key: input.sourceKey },
+    );
     await c.run('CREATE OR REPLACE TEMP TABLE out_events AS SELECT NULL WHERE false');
   } else {
-    const code = ref('code') ?? (rule.codePattern && ref('message')
-      ? `nullif(regexp_extract(${ref('message')}, ${sqlString(rule.codePattern)}, 1), '')`
-      : 'CAST(NULL AS VARCHAR)');
+    const code =
+      ref('code') ??
+      (rule.codePattern && ref('message')
+        ? `nullif(regexp_extract(${ref('message')}, ${sqlString(rule.codePattern)}, 1), '')`
+        : 'CAST(NULL AS VARCHAR)');
     const severity = severityFor(format, ref('severity'));
     await c.run(`CREATE OR REPLACE TEMP TABLE cand AS
       SELECT n, ${tsExpr.expr} AS ts, ${tsExpr.raw} AS ts_raw, ${device} AS device, ${severity} AS severity,
@@ -172,24 +186,32 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     await c.run(`CREATE OR REPLACE TEMP TABLE line_errors AS
       SELECT n, CASE WHEN ts_raw IS NULL THEN 'ts: missing' ELSE 'ts: cannot parse timestamp "' || ts_raw || '"' END AS reason
       FROM cand WHERE ts IS NULL`);
-    await c.run(`CREATE OR REPLACE TEMP TABLE out_events AS
+    await c.run(
+      `CREATE OR REPLACE TEMP TABLE out_events AS
       SELECT ts, ${sqlString(input.factory)} AS factory, device, severity, ${severityNameSql('severity')} AS severity_name,
              code, component, message, attributes, $source_key AS source_key, n AS source_line,
              strftime(ts AT TIME ZONE 'UTC', '%Y-%m-%d') AS date
-      FROM cand WHERE n NOT IN (SELECT n FROM line_errors)`, { source_key: input.sourceKey });
+      FROM cand WHERE n NOT IN (SELECT n FROM line_errors)`,
+      { source_key: input.sourceKey },
+    );
     await c.run('CREATE OR REPLACE TEMP TABLE out_readings AS SELECT NULL WHERE false');
   }
 
-  await c.run(`CREATE OR REPLACE TEMP TABLE out_rejects AS
+  await c.run(
+    `CREATE OR REPLACE TEMP TABLE out_rejects AS
     SELECT $source_key AS source_key, n AS source_line, raw, reason, ${sqlString(input.factory)} AS factory FROM (
       SELECT n, raw, reason FROM prerejects
       UNION ALL SELECT n, raw, err FROM parsed WHERE err IS NOT NULL
       UNION ALL SELECT e.n, l.raw, e.reason FROM line_errors e JOIN lines l USING (n))
-    ORDER BY n`, { source_key: input.sourceKey });
+    ORDER BY n`,
+    { source_key: input.sourceKey },
+  );
 
   const total = split.totalLines;
   const blank = await scalar(c, `SELECT count(*) FROM lines WHERE trim(raw) = ''`);
-  const header = rule.csv?.header ? await scalar(c, `SELECT count(*) FROM lines WHERE trim(raw) <> ''`).then((x) => Math.min(x, 1)) : 0;
+  const header = rule.csv?.header
+    ? await scalar(c, `SELECT count(*) FROM lines WHERE trim(raw) <> ''`).then((x) => Math.min(x, 1))
+    : 0;
   const rejected = await scalar(c, 'SELECT count(DISTINCT source_line) FROM out_rejects');
   const table = rule.table === 'readings' ? 'out_readings' : 'out_events';
   const loaded = await scalar(c, `SELECT count(DISTINCT source_line) FROM ${table}`);
@@ -209,7 +231,8 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     await c.run(`COPY (SELECT * FROM ${source}) TO ${sqlString(dir)}
       (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (${partitions}), WRITE_PARTITION_COLUMNS true,
        FILENAME_PATTERN ${sqlString(input.id)}, OVERWRITE_OR_IGNORE true)`);
-    for (const path of await walk(dir)) files.push({ kind, path, relativePath: relative(input.outDir, path) });
+    for (const path of await walk(dir))
+      files.push({ kind, path, relativePath: relative(input.outDir, path) });
   };
   await write('readings', 'out_readings', 'factory, date', readings);
   await write('events', 'out_events', 'factory, date', events);
@@ -218,7 +241,9 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
   return {
     lines: { total, loaded, rejected, blank, header },
     rows: { readings, events },
-    rejectReasons: Object.fromEntries(reasons.getRows().map(([r, n]) => [String(r).trim() || 'other', Number(n)])),
+    rejectReasons: Object.fromEntries(
+      reasons.getRows().map(([r, n]) => [String(r).trim() || 'other', Number(n)]),
+    ),
     files,
     minTs: minTs ? new Date(Number(minTs.micros / 1000n)).toISOString() : undefined,
     maxTs: maxTs ? new Date(Number(maxTs.micros / 1000n)).toISOString() : undefined,
@@ -236,5 +261,8 @@ function fromKeyValues(map: Mapping, key: string): Record<string, string | undef
 
 async function walk(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { withFileTypes: true, recursive: true });
-  return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name)).sort();
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name))
+    .sort();
 }

@@ -21,8 +21,31 @@ export type ResolvedRule = {
 };
 
 const NAMES: Record<keyof Mapping, string[]> = {
-  ts: ['ts', 'timestamp', 'time', '@timestamp', 'datetime', 'date_time', 'event_time', 'eventtime', 'logtime', 't'],
-  device: ['device', 'device_id', 'deviceid', 'machine', 'machine_id', 'asset', 'asset_id', 'equipment', 'host', 'hostname', 'node'],
+  ts: [
+    'ts',
+    'timestamp',
+    'time',
+    '@timestamp',
+    'datetime',
+    'date_time',
+    'event_time',
+    'eventtime',
+    'logtime',
+    't',
+  ],
+  device: [
+    'device',
+    'device_id',
+    'deviceid',
+    'machine',
+    'machine_id',
+    'asset',
+    'asset_id',
+    'equipment',
+    'host',
+    'hostname',
+    'node',
+  ],
   metric: ['metric', 'metric_name', 'sensor', 'signal', 'tag', 'channel', 'measurement', 'name'],
   value: ['value', 'val', 'reading', 'v'],
   unit: ['unit', 'units', 'uom'],
@@ -83,9 +106,11 @@ export function templateToRegex(template: string): { regex: string; groups: stri
 export function namedRegex(pattern: string): { regex: string; groups: string[] } {
   const regex = pattern.replace(/\(\?P?<([A-Za-z_][A-Za-z0-9_]*)>/g, '(?P<$1>');
   const groups = [...regex.matchAll(/\(\?P<([A-Za-z_][A-Za-z0-9_]*)>/g)].map((m) => m[1]!);
-  const total = (new RegExp(`${regex.replace(/\(\?P</g, "(?<")}|`).exec('')?.length ?? 1) - 1;
+  const total = (new RegExp(`${regex.replace(/\(\?P</g, '(?<')}|`).exec('')?.length ?? 1) - 1;
   if (total !== groups.length) {
-    throw new Error(`pattern has ${total} capture groups but ${groups.length} named ones; use (?:…) for unnamed groups`);
+    throw new Error(
+      `pattern has ${total} capture groups but ${groups.length} named ones; use (?:…) for unnamed groups`,
+    );
   }
   return { regex, groups };
 }
@@ -166,18 +191,37 @@ export function resolveRule(rule: FileRule | undefined, sample: readonly string[
       }
       const map = autoMap(fields, explicit);
       const table = tableOf(fields, map, numeric);
-      return { ...base, format, table, map: trimMap(map, table), fields, wide: wideFor(rule, map, table, fields, numericFields) };
+      return {
+        ...base,
+        format,
+        table,
+        map: trimMap(map, table),
+        fields,
+        wide: wideFor(rule, map, table, fields, numericFields),
+      };
     }
     case 'csv': {
       const delimiter = (rule?.format === 'csv' && rule.delimiter) || detectDelimiter(sample) || ',';
       const first = sample[0] !== undefined ? splitDelimited(sample[0], delimiter) : [];
       const declared = rule?.format === 'csv' ? rule.columns : undefined;
-      const header = rule?.format === 'csv' ? rule.header && !declared : first.length > 0 && !first.some(isNumeric);
-      const fields = declared ?? (header ? first.map((f) => f.trim()) : first.map((_, i) => `column${i + 1}`));
-      const rows = sample.slice(header ? 1 : 0).map((l) => splitDelimited(l, delimiter)).filter((r) => r.length === fields.length);
-      const decimalComma = rule?.format === 'csv' && rule.decimalComma !== undefined ? rule.decimalComma : delimiter === ';';
+      const header =
+        rule?.format === 'csv' ? rule.header && !declared : first.length > 0 && !first.some(isNumeric);
+      const fields =
+        declared ?? (header ? first.map((f) => f.trim()) : first.map((_, i) => `column${i + 1}`));
+      const rows = sample
+        .slice(header ? 1 : 0)
+        .map((l) => splitDelimited(l, delimiter))
+        .filter((r) => r.length === fields.length);
+      const decimalComma =
+        rule?.format === 'csv' && rule.decimalComma !== undefined ? rule.decimalComma : delimiter === ';';
       const numericFields = new Set(
-        fields.filter((_, i) => rows.length > 0 && rows.every((r) => r[i]!.trim() === '' || isNumeric(decimalComma ? r[i]!.replace(',', '.') : r[i]!))),
+        fields.filter(
+          (_, i) =>
+            rows.length > 0 &&
+            rows.every(
+              (r) => r[i]!.trim() === '' || isNumeric(decimalComma ? r[i]!.replace(',', '.') : r[i]!),
+            ),
+        ),
       );
       const map = autoMap(fields, explicit);
       // With no device column by name, a lone text column (besides the timestamp) names the device.
@@ -210,7 +254,15 @@ export function resolveRule(rule: FileRule | undefined, sample: readonly string[
             : FALLBACK_TEXT;
       const map = autoMap(pattern.groups, explicit);
       const table = tableOf(pattern.groups, map, false);
-      return { ...base, format, table, map: trimMap(map, table), fields: pattern.groups, pattern, wide: wideFor(rule, map, table, pattern.groups) };
+      return {
+        ...base,
+        format,
+        table,
+        map: trimMap(map, table),
+        fields: pattern.groups,
+        pattern,
+        wide: wideFor(rule, map, table, pattern.groups),
+      };
     }
   }
 }
@@ -218,7 +270,9 @@ export function resolveRule(rule: FileRule | undefined, sample: readonly string[
 /** Readings only use ts/device/metric/value/unit; events only ts/device/severity/code/component/message. */
 function trimMap(map: Mapping, table: 'readings' | 'events'): Mapping {
   const keep: (keyof Mapping)[] =
-    table === 'readings' ? ['ts', 'device', 'metric', 'value', 'unit'] : ['ts', 'device', 'severity', 'code', 'component', 'message'];
+    table === 'readings'
+      ? ['ts', 'device', 'metric', 'value', 'unit']
+      : ['ts', 'device', 'severity', 'code', 'component', 'message'];
   return Object.fromEntries(Object.entries(map).filter(([k]) => keep.includes(k as keyof Mapping)));
 }
 
@@ -266,7 +320,8 @@ export function detectDelimiter(sample: readonly string[]): string | undefined {
       tally.set(n, (tally.get(n) ?? 0) + 1);
     }
     const [count, hits] = [...tally].sort((a, b) => b[1] - a[1])[0]!;
-    if (count >= 2 && hits >= Math.ceil(lines.length * 0.6) && (!best || count > best.count)) best = { delimiter, count };
+    if (count >= 2 && hits >= Math.ceil(lines.length * 0.6) && (!best || count > best.count))
+      best = { delimiter, count };
   }
   return best?.delimiter;
 }

@@ -3,7 +3,16 @@
  * single letters as in glog/Android) onto the syslog scale 0 (emergency) … 7 (debug).
  * https://datatracker.ietf.org/doc/html/rfc5424#section-6.2.1
  */
-export const SEVERITY_NAMES = ['emergency', 'alert', 'critical', 'error', 'warning', 'notice', 'info', 'debug'] as const;
+export const SEVERITY_NAMES = [
+  'emergency',
+  'alert',
+  'critical',
+  'error',
+  'warning',
+  'notice',
+  'info',
+  'debug',
+] as const;
 
 export const SEVERITY_WORDS: Record<number, readonly string[]> = {
   0: ['emerg', 'emergency', 'panic', '0'],

@@ -16,19 +16,39 @@ import { resolveRule } from '../../functions/etl/rule.js';
  */
 export async function etlText(
   content: string | Buffer,
-  options: { yaml?: string; key?: string; factory?: string; maxLineBytes?: number; referenceTime?: Date } = {},
+  options: {
+    yaml?: string;
+    key?: string;
+    factory?: string;
+    maxLineBytes?: number;
+    referenceTime?: Date;
+  } = {},
 ) {
   const factoryId = options.factory ?? 'plant';
   const key = options.key ?? `${factoryId}/2024/01/02/file.log`;
-  const config = parseFactories(options.yaml ?? `version: 1\nfactories:\n  ${factoryId}:\n    name: Plant\n`, 'test.yaml');
-  const factory = config.factories.get(factoryId) ?? { id: factoryId, name: factoryId, timezone: 'UTC', files: [] };
+  const config = parseFactories(
+    options.yaml ?? `version: 1\nfactories:\n  ${factoryId}:\n    name: Plant\n`,
+    'test.yaml',
+  );
+  const factory = config.factories.get(factoryId) ?? {
+    id: factoryId,
+    name: factoryId,
+    timezone: 'UTC',
+    files: [],
+  };
   const dir = await mkdtemp(join(tmpdir(), 'etl-test-'));
   const c = await connectUtc(await DuckDBInstance.create(':memory:'));
   try {
     const buf = typeof content === 'string' ? Buffer.from(content) : content;
     // Feed in small pieces so that line and chunk boundaries are exercised.
-    const pieces = Array.from({ length: Math.ceil(buf.length / 7) }, (_, i) => buf.subarray(i * 7, i * 7 + 7));
-    const split = await splitLines(Readable.from(pieces), { dir, maxLineBytes: options.maxLineBytes ?? 1 << 20, chunkBytes: 64 });
+    const pieces = Array.from({ length: Math.ceil(buf.length / 7) }, (_, i) =>
+      buf.subarray(i * 7, i * 7 + 7),
+    );
+    const split = await splitLines(Readable.from(pieces), {
+      dir,
+      maxLineBytes: options.maxLineBytes ?? 1 << 20,
+      chunkBytes: 64,
+    });
     const rule = resolveRule(ruleForKey(factory, key), split.sample);
     const result = await normalize(c, {
       split,
@@ -38,20 +58,35 @@ export async function etlText(
       id: 'test',
       defaultDevice: defaultDevice(key),
       outDir: join(dir, 'out'),
-      context: { timeZone: rule.timestamp.timezone ?? factory.timezone, referenceTime: options.referenceTime ?? new Date('2024-01-02T12:00:00Z') },
+      context: {
+        timeZone: rule.timestamp.timezone ?? factory.timezone,
+        referenceTime: options.referenceTime ?? new Date('2024-01-02T12:00:00Z'),
+      },
     });
     const read = async (kind: string) => {
       const files = result.files.filter((f) => f.kind === kind).map((f) => `'${f.path}'`);
       if (files.length === 0) return [];
-      const r = await c.runAndReadAll(`SELECT * EXCLUDE (date) FROM read_parquet([${files.join(',')}]) ORDER BY source_line, ${kind === 'readings' ? 'metric' : 'ts'}`);
+      const r = await c.runAndReadAll(
+        `SELECT * EXCLUDE (date) FROM read_parquet([${files.join(',')}]) ORDER BY source_line, ${kind === 'readings' ? 'metric' : 'ts'}`,
+      );
       return r.getRowObjectsJson();
     };
     const rejects = async () => {
       const files = result.files.filter((f) => f.kind === 'rejects').map((f) => `'${f.path}'`);
       if (files.length === 0) return [];
-      return (await c.runAndReadAll(`SELECT source_line, raw, reason FROM read_parquet([${files.join(',')}]) ORDER BY source_line`)).getRowObjectsJson();
+      return (
+        await c.runAndReadAll(
+          `SELECT source_line, raw, reason FROM read_parquet([${files.join(',')}]) ORDER BY source_line`,
+        )
+      ).getRowObjectsJson();
     };
-    return { rule, result, readings: await read('readings'), events: await read('events'), rejects: await rejects() };
+    return {
+      rule,
+      result,
+      readings: await read('readings'),
+      events: await read('events'),
+      rejects: await rejects(),
+    };
   } finally {
     c.closeSync();
     await rm(dir, { recursive: true, force: true });

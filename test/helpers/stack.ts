@@ -41,7 +41,9 @@ export async function startTestStack(env: Record<string, string> = {}) {
       const out: { key: string; eTag: string }[] = [];
       let token: string | undefined;
       do {
-        const page = await runtime.s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+        const page = await runtime.s3.send(
+          new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+        );
         for (const o of page.Contents ?? []) out.push({ key: o.Key!, eTag: o.ETag!.replace(/"/g, '') });
         token = page.NextContinuationToken;
       } while (token);
@@ -72,7 +74,9 @@ export async function startTestStack(env: Record<string, string> = {}) {
       const { manifestSchema } = await import('../../functions/etl/manifest.js');
       return waitFor(
         async () => {
-          const m = manifestSchema.parse(JSON.parse(await this.getText('lake', manifestKey(accountingFactory(key), 'raw', key))));
+          const m = manifestSchema.parse(
+            JSON.parse(await this.getText('lake', manifestKey(accountingFactory(key), 'raw', key))),
+          );
           return !eTag || m.source.eTag === eTag ? m : undefined;
         },
         timeoutMs,

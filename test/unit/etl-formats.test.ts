@@ -2,7 +2,8 @@ import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { etlText } from '../helpers/etl-local.js';
 
-const rule = (lines: string) => `version: 1\nfactories:\n  plant:\n    name: Plant\n    timezone: Europe/Berlin\n    files:\n${lines}`;
+const rule = (lines: string) =>
+  `version: 1\nfactories:\n  plant:\n    name: Plant\n    timezone: Europe/Berlin\n    files:\n${lines}`;
 
 /** Every line is loaded, rejected, blank or a header — never lost. */
 function expectAccounted(r: Awaited<ReturnType<typeof etlText>>) {
@@ -26,7 +27,14 @@ describe('JSON lines', () => {
     );
     expect(r.rule).toMatchObject({ format: 'jsonl', table: 'readings', detected: true });
     expect(r.readings).toEqual([
-      expect.objectContaining({ ts: '2024-01-02 10:00:00+00', device: 'p1', metric: 'temp', value: 21.5, unit: 'C', source_line: '1' }),
+      expect.objectContaining({
+        ts: '2024-01-02 10:00:00+00',
+        device: 'p1',
+        metric: 'temp',
+        value: 21.5,
+        unit: 'C',
+        source_line: '1',
+      }),
       // naive time in the factory's zone (Europe/Berlin, UTC+1 in January)
       expect.objectContaining({ ts: '2024-01-02 10:00:00+00', device: 'p2', value: 3, source_line: '6' }),
     ]);
@@ -40,7 +48,9 @@ describe('JSON lines', () => {
   });
 
   it('turns a wide JSON object into one reading per numeric field', async () => {
-    const r = await etlText('{"time":"2024-01-02T10:00:00Z","machine":"m1","temp":20,"rpm":1500}\n{"time":"2024-01-02T10:01:00Z","machine":"m1","temp":21}\n');
+    const r = await etlText(
+      '{"time":"2024-01-02T10:00:00Z","machine":"m1","temp":20,"rpm":1500}\n{"time":"2024-01-02T10:01:00Z","machine":"m1","temp":21}\n',
+    );
     expect(r.readings.map((x) => [x.metric, x.value, x.source_line])).toEqual([
       ['rpm', 1500, '1'],
       ['temp', 20, '1'],
@@ -68,7 +78,11 @@ describe('CSV / TSV', () => {
     ['tab', '\t', 'timestamp\tmachine\ttemp_c\trpm'],
     ['pipe', '|', 'timestamp|machine|temp_c|rpm'],
   ])('detects the %s delimiter and unpivots wide rows', async (_n, d, header) => {
-    const rows = [header, ['2024-01-02T10:00:00Z', 'm1', '20.5', '1500'].join(d), ['2024-01-02T10:01:00Z', 'm2', '21', ''].join(d)];
+    const rows = [
+      header,
+      ['2024-01-02T10:00:00Z', 'm1', '20.5', '1500'].join(d),
+      ['2024-01-02T10:01:00Z', 'm2', '21', ''].join(d),
+    ];
     const r = await etlText(`${rows.join('\n')}\n`);
     expect(r.rule).toMatchObject({ format: 'csv', csv: { delimiter: d, header: true } });
     expect(r.readings.map((x) => [x.device, x.metric, x.value])).toEqual([
@@ -80,29 +94,42 @@ describe('CSV / TSV', () => {
   });
 
   it('handles BOM, CRLF, quoted fields with delimiters and quotes, decimal commas', async () => {
-    const csv = '\ufefftime;press;temp\r\n2024-01-02 10:00:00;"p;""1""";21,5\r\n2024-01-02 10:01:00;"p2;x";22\r\n2024-01-02 10:02:00;"open\r\n';
+    const csv =
+      '\ufefftime;press;temp\r\n2024-01-02 10:00:00;"p;""1""";21,5\r\n2024-01-02 10:01:00;"p2;x";22\r\n2024-01-02 10:02:00;"open\r\n';
     const r = await etlText(csv);
     expect(r.readings.map((x) => [x.device, x.value, x.source_line])).toEqual([
       ['p;"1"', 21.5, '2'],
       ['p2;x', 22, '3'],
     ]);
-    expect(r.rejects).toEqual([{ source_line: '4', raw: '2024-01-02 10:02:00;"open', reason: 'unbalanced quotes' }]);
+    expect(r.rejects).toEqual([
+      { source_line: '4', raw: '2024-01-02 10:02:00;"open', reason: 'unbalanced quotes' },
+    ]);
     expectAccounted(r);
   });
 
   it('uses declared column names for a file without header', async () => {
     const r = await etlText('1704189600,m1,7.5\n1704189660,m1,8\n', {
-      yaml: rule('      - match: "*.log"\n        format: csv\n        header: false\n        columns: [t, device, flow]\n        map: { ts: t }\n        timestamp: { format: epoch_s }\n        wide: { metrics: [flow], units: { flow: "l/min" } }\n'),
+      yaml: rule(
+        '      - match: "*.log"\n        format: csv\n        header: false\n        columns: [t, device, flow]\n        map: { ts: t }\n        timestamp: { format: epoch_s }\n        wide: { metrics: [flow], units: { flow: "l/min" } }\n',
+      ),
     });
     expect(r.readings).toEqual([
-      expect.objectContaining({ ts: '2024-01-02 10:00:00+00', device: 'm1', metric: 'flow', value: 7.5, unit: 'l/min' }),
+      expect.objectContaining({
+        ts: '2024-01-02 10:00:00+00',
+        device: 'm1',
+        metric: 'flow',
+        value: 7.5,
+        unit: 'l/min',
+      }),
       expect.objectContaining({ ts: '2024-01-02 10:01:00+00', value: 8 }),
     ]);
   });
 
   it('rejects rows with the wrong number of fields, naming the counts', async () => {
     const r = await etlText('ts,device,v\n2024-01-02T10:00:00Z,a,1\n2024-01-02T10:00:00Z,a\n');
-    expect(r.rejects).toEqual([{ source_line: '3', raw: '2024-01-02T10:00:00Z,a', reason: 'expected 3 fields, got 2' }]);
+    expect(r.rejects).toEqual([
+      { source_line: '3', raw: '2024-01-02T10:00:00Z,a', reason: 'expected 3 fields, got 2' },
+    ]);
   });
 });
 
@@ -115,14 +142,19 @@ describe('syslog', () => {
         '<11>Dec 31 23:59:59 plc-9 app: from last year',
         'garbage',
       ].join('\n'),
-      { yaml: rule('      - match: "*.log"\n        format: syslog\n        codePattern: "(E\\\\d+)"\n'), referenceTime: new Date('2024-01-02T12:00:00Z') },
+      {
+        yaml: rule('      - match: "*.log"\n        format: syslog\n        codePattern: "(E\\\\d+)"\n'),
+        referenceTime: new Date('2024-01-02T12:00:00Z'),
+      },
     );
     expect(r.events.map((e) => [e.ts, e.device, e.component, e.severity, e.code, e.message])).toEqual([
       ['2024-01-02 09:11:12.003+00', 'plc-7', 'hydraulics', 5, 'E1001', 'E1001 pressure low'],
       ['2024-01-02 09:11:12+00', 'plc-8', 'app', 5, null, 'hello'],
       ['2023-12-31 22:59:59+00', 'plc-9', 'app', 3, null, 'from last year'],
     ]);
-    expect(r.rejects).toEqual([{ source_line: '4', raw: 'garbage', reason: 'not a syslog line (RFC 5424 or RFC 3164)' }]);
+    expect(r.rejects).toEqual([
+      { source_line: '4', raw: 'garbage', reason: 'not a syslog line (RFC 5424 or RFC 3164)' },
+    ]);
   });
 });
 
@@ -135,16 +167,35 @@ describe('free text', () => {
       ),
     });
     expect(r.events).toEqual([
-      expect.objectContaining({ ts: '2024-01-02 09:11:12+00', device: 'press-7', severity: 4, component: 'dfs.DataNode', code: 'E42', message: 'Receiving block E42' }),
+      expect.objectContaining({
+        ts: '2024-01-02 09:11:12+00',
+        device: 'press-7',
+        severity: 4,
+        component: 'dfs.DataNode',
+        code: 'E42',
+        message: 'Receiving block E42',
+      }),
     ]);
-    expect(r.rejects[0]).toMatchObject({ source_line: '2', reason: expect.stringMatching(/^does not match the pattern/) });
+    expect(r.rejects[0]).toMatchObject({
+      source_line: '2',
+      reason: expect.stringMatching(/^does not match the pattern/),
+    });
   });
 
   it('parses a regex with named groups (Python or JS syntax)', async () => {
     const r = await etlText('[2024-01-02 10:00:00] <E> motor: overheat\n', {
-      yaml: rule('      - match: "*.log"\n        format: regex\n        pattern: "^\\\\[(?<ts>[^\\\\]]+)\\\\] <(?P<level>\\\\w)> (?<component>\\\\w+): (?<message>.*)$"\n        timestamp: { timezone: UTC }\n'),
+      yaml: rule(
+        '      - match: "*.log"\n        format: regex\n        pattern: "^\\\\[(?<ts>[^\\\\]]+)\\\\] <(?P<level>\\\\w)> (?<component>\\\\w+): (?<message>.*)$"\n        timestamp: { timezone: UTC }\n',
+      ),
     });
-    expect(r.events).toEqual([expect.objectContaining({ ts: '2024-01-02 10:00:00+00', severity: 3, component: 'motor', message: 'overheat' })]);
+    expect(r.events).toEqual([
+      expect.objectContaining({
+        ts: '2024-01-02 10:00:00+00',
+        severity: 3,
+        component: 'motor',
+        message: 'overheat',
+      }),
+    ]);
   });
 });
 
@@ -160,7 +211,9 @@ describe('timestamps', () => {
     ['epoch_ms declared', '1704189600000', 'epoch_ms', '2024-01-02 10:00:00+00'],
   ])('%s', async (_n, value, format, expected) => {
     const r = await etlText(`{"t":"${value}","device":"d","metric":"m","value":1}\n`, {
-      yaml: rule(`      - match: "*.log"\n        format: jsonl\n        map: { ts: t }\n        timestamp: { format: "${format}" }\n`),
+      yaml: rule(
+        `      - match: "*.log"\n        format: jsonl\n        map: { ts: t }\n        timestamp: { format: "${format}" }\n`,
+      ),
     });
     expect(r.readings[0]?.ts).toBe(expected);
   });
@@ -173,8 +226,22 @@ describe('timestamps', () => {
 
 describe('severity vocabularies', () => {
   it.each([
-    ['EMERG', 0], ['alert', 1], ['CRIT', 2], ['fatal', 2], ['E', 3], ['Error', 3], ['WARNING', 4], ['w', 4],
-    ['notice', 5], ['I', 6], ['information', 6], ['DEBUG', 7], ['trace', 7], ['[INFO]', 6], ['5', 5], ['bogus', null],
+    ['EMERG', 0],
+    ['alert', 1],
+    ['CRIT', 2],
+    ['fatal', 2],
+    ['E', 3],
+    ['Error', 3],
+    ['WARNING', 4],
+    ['w', 4],
+    ['notice', 5],
+    ['I', 6],
+    ['information', 6],
+    ['DEBUG', 7],
+    ['trace', 7],
+    ['[INFO]', 6],
+    ['5', 5],
+    ['bogus', null],
   ])('%s → %s', async (word, expected) => {
     const r = await etlText(`{"ts":"2024-01-02T10:00:00Z","level":"${word}","message":"m"}\n`);
     expect(r.events[0]?.severity).toBe(expected);

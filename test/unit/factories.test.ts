@@ -1,7 +1,12 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../functions/core/errors.js';
-import { accountingFactory, loadFactories, parseFactories, ruleForKey } from '../../functions/etl/factories.js';
+import {
+  accountingFactory,
+  loadFactories,
+  parseFactories,
+  ruleForKey,
+} from '../../functions/etl/factories.js';
 import { routesFor } from '../../topology/topology.js';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -14,10 +19,22 @@ describe('factories.yaml', () => {
 
   it.each([
     ['an unknown key (typo)', 'version: 1\nfactories:\n  a:\n    name: A\n    timezon: UTC\n', /timezon/],
-    ['a bad time zone', 'version: 1\nfactories:\n  a:\n    name: A\n    timezone: Mars/Base\n', /not an IANA time zone[\s\S]*factories\.a\.timezone/],
+    [
+      'a bad time zone',
+      'version: 1\nfactories:\n  a:\n    name: A\n    timezone: Mars/Base\n',
+      /not an IANA time zone[\s\S]*factories\.a\.timezone/,
+    ],
     ['a bad factory id', 'version: 1\nfactories:\n  Bad_Id:\n    name: A\n', /factories\.Bad_Id/],
-    ['an unknown format', 'version: 1\nfactories:\n  a:\n    name: A\n    files:\n      - match: x\n        format: xml\n', /factories\.a\.files\[0\]\.format/],
-    ['an invalid regex', 'version: 1\nfactories:\n  a:\n    name: A\n    files:\n      - match: x\n        format: regex\n        pattern: "(unclosed"\n', /factories\.a\.files\[0\]\.pattern: invalid regex/],
+    [
+      'an unknown format',
+      'version: 1\nfactories:\n  a:\n    name: A\n    files:\n      - match: x\n        format: xml\n',
+      /factories\.a\.files\[0\]\.format/,
+    ],
+    [
+      'an invalid regex',
+      'version: 1\nfactories:\n  a:\n    name: A\n    files:\n      - match: x\n        format: regex\n        pattern: "(unclosed"\n',
+      /factories\.a\.files\[0\]\.pattern: invalid regex/,
+    ],
     ['invalid YAML', 'version: 1\nfactories: [\n', /invalid YAML/],
     ['a missing version', 'factories: {}\n', /version/],
   ])('rejects %s with the file and path', (_name, text, message) => {
@@ -27,7 +44,9 @@ describe('factories.yaml', () => {
   });
 
   it('a missing config path is a ConfigError naming it', () => {
-    expect(() => loadFactories('/nonexistent/config')).toThrowError(/\/nonexistent\/config: config path does not exist/);
+    expect(() => loadFactories('/nonexistent/config')).toThrowError(
+      /\/nonexistent\/config: config path does not exist/,
+    );
   });
 
   it('picks the first rule whose glob fits the file name, ignoring .gz', () => {
@@ -54,7 +73,9 @@ describe('factories.yaml', () => {
 describe('topology routes', () => {
   it('routes raw ObjectCreated (AWS or MinIO naming) to etl, nothing else', () => {
     expect(routesFor('raw', 'a/b.log', 'ObjectCreated:Put').map((r) => r.queue)).toEqual(['etl']);
-    expect(routesFor('raw', 'a/b.log', 's3:ObjectCreated:CompleteMultipartUpload').map((r) => r.queue)).toEqual(['etl']);
+    expect(
+      routesFor('raw', 'a/b.log', 's3:ObjectCreated:CompleteMultipartUpload').map((r) => r.queue),
+    ).toEqual(['etl']);
     expect(routesFor('raw', 'a/b.log', 'ObjectRemoved:Delete')).toEqual([]);
     expect(routesFor('warehouse', 'telemetry.duckdb', 'ObjectCreated:Put')).toEqual([]);
   });

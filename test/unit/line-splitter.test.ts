@@ -14,10 +14,19 @@ afterEach(async () => {
 });
 
 /** Splits `input` fed in pieces of `piece` bytes and returns the chunk contents joined. */
-async function split(input: Buffer, options: { piece?: number; maxLineBytes?: number; chunkBytes?: number } = {}) {
+async function split(
+  input: Buffer,
+  options: { piece?: number; maxLineBytes?: number; chunkBytes?: number } = {},
+) {
   const piece = options.piece ?? 3;
-  const pieces = Array.from({ length: Math.ceil(input.length / piece) }, (_, i) => input.subarray(i * piece, (i + 1) * piece));
-  const result = await splitLines(Readable.from(pieces), { dir, maxLineBytes: options.maxLineBytes ?? 100, chunkBytes: options.chunkBytes ?? 16 });
+  const pieces = Array.from({ length: Math.ceil(input.length / piece) }, (_, i) =>
+    input.subarray(i * piece, (i + 1) * piece),
+  );
+  const result = await splitLines(Readable.from(pieces), {
+    dir,
+    maxLineBytes: options.maxLineBytes ?? 100,
+    chunkBytes: options.chunkBytes ?? 16,
+  });
   const text = (await Promise.all(result.chunks.map((c) => readFile(c.path, 'utf8')))).join('');
   return { ...result, text };
 }
@@ -36,7 +45,9 @@ describe('splitLines', () => {
   });
 
   it('drops a UTF-8 BOM at the start of the file only', async () => {
-    const r = await split(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('x\ny\n')]), { piece: 2 });
+    const r = await split(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('x\ny\n')]), {
+      piece: 2,
+    });
     expect(r.text).toBe('x\ny\n');
   });
 
@@ -56,7 +67,9 @@ describe('splitLines', () => {
     const long = 'x'.repeat(500);
     const r = await split(Buffer.from(`ok1\n${long}\nok3\n`), { maxLineBytes: 100, piece: 7 });
     expect(r.totalLines).toBe(3);
-    expect(r.rejects).toEqual([{ line: 2, raw: long, reason: expect.stringMatching(/500 bytes, over the 100-byte limit/) }]);
+    expect(r.rejects).toEqual([
+      { line: 2, raw: long, reason: expect.stringMatching(/500 bytes, over the 100-byte limit/) },
+    ]);
     expect(r.text).toBe('ok1\n\nok3\n');
   });
 
@@ -68,7 +81,9 @@ describe('splitLines', () => {
 
   it('rejects invalid UTF-8 lines with the byte offset', async () => {
     const bad = Buffer.concat([Buffer.from('ab'), Buffer.from([0xc3, 0x28]), Buffer.from('cd')]);
-    const r = await split(Buffer.concat([Buffer.from('good\n'), bad, Buffer.from('\nfine ü\n')]), { piece: 4 });
+    const r = await split(Buffer.concat([Buffer.from('good\n'), bad, Buffer.from('\nfine ü\n')]), {
+      piece: 4,
+    });
     expect(r.totalLines).toBe(3);
     expect(r.rejects).toEqual([{ line: 2, raw: expect.any(String), reason: 'invalid UTF-8 at byte 2' }]);
     expect(r.text).toBe('good\n\nfine ü\n');
@@ -80,9 +95,14 @@ describe('splitLines', () => {
   });
 
   it('rejects a NUL byte inside a later line', async () => {
-    const r = await split(Buffer.concat([Buffer.from('a'.repeat(9000)), Buffer.from('\nx\u0000y\nz\n')]), { piece: 9001, maxLineBytes: 10_000 });
+    const r = await split(Buffer.concat([Buffer.from('a'.repeat(9000)), Buffer.from('\nx\u0000y\nz\n')]), {
+      piece: 9001,
+      maxLineBytes: 10_000,
+    });
     expect(r.binary).toBe(false);
-    expect(r.rejects).toEqual([{ line: 2, raw: 'x\u0000y', reason: 'line contains NUL bytes (binary data)' }]);
+    expect(r.rejects).toEqual([
+      { line: 2, raw: 'x\u0000y', reason: 'line contains NUL bytes (binary data)' },
+    ]);
   });
 
   it('reports an empty input as zero lines', async () => {

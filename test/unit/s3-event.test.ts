@@ -1,7 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { MessageFormatError } from '../../functions/core/errors.js';
-import { buildS3Notification, decodeEventKey, encodeEventKey, parseS3Notification } from '../../functions/core/s3-event.js';
+import {
+  buildS3Notification,
+  decodeEventKey,
+  encodeEventKey,
+  parseS3Notification,
+} from '../../functions/core/s3-event.js';
 
 const fixture = (name: string) => readFileSync(new URL(`../../events/${name}`, import.meta.url), 'utf8');
 
@@ -17,7 +22,7 @@ describe('S3 event keys', () => {
     expect(decodeEventKey(encoded)).toBe(decoded);
   });
 
-  it.each(['a b/c+d.log', 'ü/€ %/x.jsonl', "quote'\"/x", 'plain/key'])('round-trips %s', (key) => {
+  it.each(['a b/c+d.log', 'ü/€ %/x.jsonl', 'quote\'"/x', 'plain/key'])('round-trips %s', (key) => {
     expect(decodeEventKey(encodeEventKey(key))).toBe(key);
   });
 });
@@ -27,14 +32,23 @@ describe('parseS3Notification', () => {
     const sqs = JSON.parse(fixture('sqs-s3-put.json'));
     const events = parseS3Notification(sqs.Records[0].body, 'm1');
     expect(events).toEqual([
-      expect.objectContaining({ bucket: 'raw', key: 'demo/2026/01/15/press line+1 sensors.jsonl', eventName: 'ObjectCreated:Put' }),
+      expect.objectContaining({
+        bucket: 'raw',
+        key: 'demo/2026/01/15/press line+1 sensors.jsonl',
+        eventName: 'ObjectCreated:Put',
+      }),
     ]);
   });
 
   it("reads MinIO's webhook body (eventSource minio:s3, s3: prefix, %2F in keys)", () => {
     const events = parseS3Notification(fixture('minio-webhook.json'), 'm2');
     expect(events).toEqual([
-      expect.objectContaining({ bucket: 'raw', key: 'demo/2026/01/15/press line+1 sensors.jsonl', eventName: 'ObjectCreated:Put', eTag: 'd41d8cd98f00b204e9800998ecf8427e' }),
+      expect.objectContaining({
+        bucket: 'raw',
+        key: 'demo/2026/01/15/press line+1 sensors.jsonl',
+        eventName: 'ObjectCreated:Put',
+        eTag: 'd41d8cd98f00b204e9800998ecf8427e',
+      }),
     ]);
   });
 
@@ -52,14 +66,27 @@ describe('parseS3Notification', () => {
     ['not JSON', 'nope{'],
     ['not a notification', '{"hello":"world"}'],
     ['records without s3', '{"Records":[{"eventName":"ObjectCreated:Put"}]}'],
-    ['a malformed percent escape', JSON.stringify({ Records: [{ eventName: 'ObjectCreated:Put', s3: { bucket: { name: 'raw' }, object: { key: 'bad%ZZ' } } }] })],
+    [
+      'a malformed percent escape',
+      JSON.stringify({
+        Records: [
+          { eventName: 'ObjectCreated:Put', s3: { bucket: { name: 'raw' }, object: { key: 'bad%ZZ' } } },
+        ],
+      }),
+    ],
   ])('rejects %s with a MessageFormatError naming the message', (_name, body) => {
     expect(() => parseS3Notification(body, 'msg-9')).toThrowError(MessageFormatError);
     expect(() => parseS3Notification(body, 'msg-9')).toThrowError(/message msg-9/);
   });
 
   it('builds what AWS delivers, which it parses back', () => {
-    const built = buildS3Notification({ bucket: 'raw', key: 'a b/c+d.log', size: 3, eTag: '"abc"', eventName: 'ObjectCreated:Put' });
+    const built = buildS3Notification({
+      bucket: 'raw',
+      key: 'a b/c+d.log',
+      size: 3,
+      eTag: '"abc"',
+      eventName: 'ObjectCreated:Put',
+    });
     expect(built.Records[0]!.s3.object.key).toBe('a+b/c%2Bd.log');
     expect(parseS3Notification(JSON.stringify(built), 'x')).toEqual([
       expect.objectContaining({ bucket: 'raw', key: 'a b/c+d.log', eTag: 'abc', size: 3 }),

@@ -1,0 +1,250 @@
+import { gzipSync } from 'node:zlib';
+import { ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildS3Notification } from '../../functions/core/s3-event.js';
+import { joinLines, jsonlReadings } from '../../local/demo-data.js';
+import { dlqUrl } from '../../local/resources.js';
+import { startTestStack, type TestStack } from '../helpers/stack.js';
+import { waitFor } from '../helpers/wait.js';
+
+let stack: TestStack;
+beforeAll(async () => {
+  stack = await startTestStack();
+});
+afterAll(async () => {
+  await stack?.stop();
+});
+
+const day = 'plant-a/2024/01/02';
+
+describe('raw upload → normalized Parquet (embedded S3 + SQS)', () => {
+  it('an upload with @aws-sdk/client-s3 becomes Parquet whose rows DuckDB reads back', async () => {
+    const key = `${day}/sensors with space+plus.jsonl`;
+    const body = joinLines(
+      jsonlReadings({ seed: 1, lines: 500, start: new Date('2024-01-02T00:00:00Z'), badEvery: 100 }),
+    );
+    const eTag = await stack.put(key, body);
+    const m = await stack.waitForManifest(key, eTag);
+    expect(m).toMatchObject({
+      status: 'loaded',
+      format: 'jsonl',
+      lines: { total: 500, loaded: 495, rejected: 5 },
+    });
+    const readings = m.outputs.filter((k) =>
+      k.startsWith('normalized/readings/factory=plant-a/date=2024-01-02/'),
+    );
+    expect(readings).toHaveLength(1);
+    const rows = await stack.queryParquet(
+      readings,
+      (f) => `SELECT count(*) AS n, count(DISTINCT source_line) AS lines, min(source_key) AS k FROM ${f}`,
+    );
+    expect(rows).toEqual([{ n: '495', lines: '495', k: key }]);
+    const rejects = m.outputs.filter((k) => k.startsWith('quarantine/rejects/'));
+    const rej = await stack.queryParquet(
+      rejects,
+      (f) => `SELECT source_line, reason FROM ${f} ORDER BY source_line LIMIT 2`,
+    );
+    expect(rej).toEqual([
+      { source_line: '100', reason: 'invalid JSON' },
+      { source_line: '200', reason: 'ts: cannot parse timestamp "not a time"' },
+    ]);
+  });
+
+  it('a gzip upload is decompressed transparently', async () => {
+    const key = `${day}/line.csv.gz`;
+    const eTag = await stack.put(
+      key,
+      gzipSync('timestamp,machine,temp\n2024-01-02T10:00:00Z,m1,20\n2024-01-02T10:01:00Z,m1,21\n'),
+    );
+    const m = await stack.waitForManifest(key, eTag);
+    expect(m).toMatchObject({
+      status: 'loaded',
+      gzip: true,
+      format: 'csv',
+      rows: { readings: 2 },
+      lines: { header: 1, loaded: 2 },
+    });
+  });
+
+  it('the same notification delivered twice gives the same outputs and no extra rows', async () => {
+    const key = `${day}/dup.jsonl`;
+    const eTag = await stack.put(
+      key,
+      joinLines(jsonlReadings({ seed: 2, lines: 50, start: new Date('2024-01-02T00:00:00Z') })),
+    );
+    const first = await stack.waitForManifest(key, eTag);
+    const before = await stack.list('lake');
+    const body = JSON.stringify(
+      buildS3Notification({ bucket: 'raw', key, size: 1, eTag, eventName: 'ObjectCreated:Put' }),
+    );
+    for (let i = 0; i < 2; i++) {
+      await stack.runtime.sqs.send(
+        new SendMessageCommand({ QueueUrl: stack.runtime.queueUrls.etl, MessageBody: body }),
+      );
+    }
+    await waitFor(async () => (await stack.runtime.queueDepths()).etl === 0, 20_000, 'etl queue drained');
+    const after = await stack.list('lake');
+    expect(after).toEqual(before);
+    const again = await stack.waitForManifest(key, eTag);
+    expect(again.finishedAt).toBe(first.finishedAt);
+    const rows = await stack.queryParquet(
+      first.outputs.filter((k) => k.startsWith('normalized/')),
+      (f) => `SELECT count(*) AS n FROM ${f}`,
+    );
+    expect(rows).toEqual([{ n: '50' }]);
+  });
+
+  it('a new version of a key replaces the outputs of the old one', async () => {
+    const key = `${day}/versioned.jsonl`;
+    const v1 = await stack.put(key, '{"ts":"2024-01-02T10:00:00Z","device":"d","metric":"m","value":1}\n');
+    const m1 = await stack.waitForManifest(key, v1);
+    const v2 = await stack.put(key, '{"ts":"2024-01-03T10:00:00Z","device":"d","metric":"m","value":2}\n');
+    const m2 = await stack.waitForManifest(key, v2);
+    expect(m2.outputs).not.toEqual(m1.outputs);
+    const lake = new Set((await stack.list('lake')).map((o) => o.key));
+    for (const k of m1.outputs) expect(lake.has(k)).toBe(false);
+    for (const k of m2.outputs) expect(lake.has(k)).toBe(true);
+  });
+
+  it.each([
+    ['an empty object', 'empty.log', Buffer.alloc(0), 'empty-object'],
+    [
+      'a binary object',
+      'image.png',
+      Buffer.concat([
+        Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d]),
+        Buffer.alloc(64, 7),
+      ]),
+      'binary-object',
+    ],
+    [
+      'a corrupt gzip',
+      'broken.log.gz',
+      Buffer.concat([gzipSync('a\n'.repeat(1000)).subarray(0, 30), Buffer.from('garbage')]),
+      'corrupt-gzip',
+    ],
+  ])('%s is quarantined whole with its reason, and acknowledged', async (_name, file, body, code) => {
+    const key = `${day}/${file}`;
+    const eTag = await stack.put(key, body);
+    const m = await stack.waitForManifest(key, eTag);
+    expect(m).toMatchObject({ status: 'quarantined', quarantine: { code } });
+    const record = JSON.parse(await stack.getText('lake', m.outputs[0]!));
+    expect(record).toMatchObject({
+      bucket: 'raw',
+      key,
+      code,
+      reason: expect.stringContaining(`s3://raw/${key}: `),
+    });
+    // The raw object is kept where it was.
+    expect((await stack.list('raw', key)).map((o) => o.key)).toEqual([key]);
+    await waitFor(async () => (await stack.runtime.queueDepths()).etl === 0, 10_000, 'etl queue drained');
+    expect((await stack.runtime.queueDepths())['etl-dlq']).toBe(0);
+  });
+
+  it('invalid UTF-8, over-long and unparsable lines become rejects; every line is accounted for', async () => {
+    const key = `${day}/mixed.jsonl`;
+    const good = '{"ts":"2024-01-02T10:00:00Z","device":"d","metric":"m","value":1}';
+    const body = Buffer.concat([
+      Buffer.from(`${good}\n`),
+      Buffer.from([0x7b, 0xff, 0xfe, 0x7d, 0x0a]),
+      Buffer.from(`{"x":"${'y'.repeat(2 * 1024 * 1024)}"}\n`),
+      Buffer.from('nonsense\n\n'),
+      Buffer.from(`${good}\n`),
+    ]);
+    const eTag = await stack.put(key, body);
+    const m = await stack.waitForManifest(key, eTag);
+    expect(m.lines).toEqual({ total: 6, loaded: 2, rejected: 3, blank: 1, header: 0 });
+    const rej = await stack.queryParquet(
+      m.outputs.filter((k) => k.startsWith('quarantine/')),
+      (f) => `SELECT source_line, reason FROM ${f} ORDER BY 1`,
+    );
+    expect(rej.map((r) => r.source_line)).toEqual(['2', '3', '4']);
+    expect(rej[0]!.reason).toMatch(/invalid UTF-8/);
+    expect(rej[1]!.reason).toMatch(/over the 1048576-byte limit/);
+  });
+});
+
+describe('retries and dead letters', () => {
+  it('a record that keeps failing is retried, then moved to the DLQ', async () => {
+    const body = JSON.stringify(
+      buildS3Notification({
+        bucket: 'raw',
+        key: `${day}/does-not-exist.log`,
+        size: 1,
+        eTag: 'x',
+        eventName: 'ObjectCreated:Put',
+      }),
+    );
+    await stack.runtime.sqs.send(
+      new SendMessageCommand({ QueueUrl: stack.runtime.queueUrls.etl, MessageBody: body }),
+    );
+    const dlq = await dlqUrl(stack.runtime.sqs, 'etl');
+    const msg = await waitFor(
+      async () =>
+        (
+          await stack.runtime.sqs.send(
+            new ReceiveMessageCommand({
+              QueueUrl: dlq,
+              MaxNumberOfMessages: 1,
+              MessageSystemAttributeNames: ['All'],
+            }),
+          )
+        ).Messages?.[0],
+      30_000,
+      'message in the DLQ',
+    );
+    expect(JSON.parse(msg.Body!)).toEqual(JSON.parse(body));
+    expect(Number(msg.Attributes?.ApproximateReceiveCount)).toBeGreaterThanOrEqual(1);
+  });
+
+  it('a message that is not an S3 notification is acknowledged, not retried', async () => {
+    await stack.runtime.sqs.send(
+      new SendMessageCommand({ QueueUrl: stack.runtime.queueUrls.etl, MessageBody: '{"hello":"world"}' }),
+    );
+    await waitFor(async () => (await stack.runtime.queueDepths()).etl === 0, 10_000, 'etl queue drained');
+    expect((await stack.runtime.queueDepths())['etl-dlq']).toBe(1); // only the one from the test above
+  });
+});
+
+describe('runtime HTTP API', () => {
+  it('GET /health is 200 with every part up', async () => {
+    const res = await fetch(`${stack.runtime.url}/health`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: 'ok', parts: { s3: 'up', sqs: 'up', 'function:etl': 'up' } });
+  });
+
+  it('the Lambda Invoke API runs a function with an event', async () => {
+    const key = `${day}/invoke.jsonl`;
+    const eTag = await stack.put(key, '{"ts":"2024-01-02T10:00:00Z","device":"d","metric":"m","value":1}\n');
+    await stack.waitForManifest(key, eTag);
+    const event = {
+      Records: [
+        {
+          messageId: 'm-1',
+          body: JSON.stringify(
+            buildS3Notification({ bucket: 'raw', key, size: 1, eTag, eventName: 'ObjectCreated:Put' }),
+          ),
+        },
+      ],
+    };
+    const res = await fetch(`${stack.runtime.url}/2015-03-31/functions/etl/invocations`, {
+      method: 'POST',
+      body: JSON.stringify(event),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ batchItemFailures: [] });
+    const missing = await fetch(`${stack.runtime.url}/2015-03-31/functions/nope/invocations`, {
+      method: 'POST',
+      body: '{}',
+    });
+    expect(missing.status).toBe(404);
+  });
+
+  it('GET /metrics serves Prometheus text with the ETL counters', async () => {
+    const text = await (await fetch(`${stack.runtime.url}/metrics`)).text();
+    expect(text).toMatch(
+      /telemetry_pipeline_files_total\{stage="etl",factory="plant-a",outcome="loaded"\} \d+/,
+    );
+    expect(text).toMatch(/telemetry_pipeline_queue_messages\{queue="etl-dlq"\} 1/);
+  });
+});
