@@ -1,5 +1,5 @@
 import { readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import picomatch from 'picomatch';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -121,6 +121,15 @@ const factoriesFileSchema = z
       })
       .strict()
       .default({}),
+    /** Anomaly flags on readings: robust z-score |x − median| / (1.4826·MAD) above the threshold. */
+    enrichment: z
+      .object({
+        anomalyThreshold: z.number().positive().default(4),
+        baselineMinSamples: z.number().int().min(3).default(20),
+        baselineDays: z.number().int().min(1).default(7),
+      })
+      .strict()
+      .default({ anomalyThreshold: 4, baselineMinSamples: 20, baselineDays: 7 }),
     factories: z.record(factoryId, factorySchema),
   })
   .strict();
@@ -128,6 +137,7 @@ const factoriesFileSchema = z
 export interface FactoriesConfig {
   file: string;
   limits: { maxLineBytes?: number };
+  enrichment: { anomalyThreshold: number; baselineMinSamples: number; baselineDays: number };
   factories: Map<string, Factory>;
 }
 
@@ -172,8 +182,14 @@ export function parseFactories(text: string, file: string): FactoriesConfig {
   return {
     file,
     limits: parsed.data.limits,
+    enrichment: parsed.data.enrichment,
     factories: new Map(Object.entries(parsed.data.factories).map(([id, f]) => [id, { ...f, id }])),
   };
+}
+
+/** The folder holding factories.yaml and the reference files. */
+export function configDir(configPath: string): string {
+  return dirname(factoriesFile(configPath));
 }
 
 export function loadFactories(configPath: string): FactoriesConfig {
