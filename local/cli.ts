@@ -39,6 +39,17 @@ program
     process.stdout.write(`${JSON.stringify(result ?? null, null, 2)}\n`);
   });
 
+program
+  .command('query')
+  .description('run SQL against a read-only copy of the current warehouse (telemetry.duckdb)')
+  .argument('<sql>', 'one SQL statement, e.g. "select count(*) from readings"')
+  .option('--json', 'print a JSON array of row objects')
+  .option('--csv', 'print CSV with a header row')
+  .action(async (sql: string, opts: { json?: boolean; csv?: boolean }) => {
+    const { runQuery } = await import('./query.js');
+    process.stdout.write(await runQuery(sql, opts.json ? 'json' : opts.csv ? 'csv' : 'table'));
+  });
+
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`telemetry-pipeline: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(1);

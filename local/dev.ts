@@ -50,10 +50,32 @@ export async function runDev(opts: { demo: boolean }): Promise<void> {
       `  AWS_ACCESS_KEY_ID=minioadmin AWS_SECRET_ACCESS_KEY=minioadmin aws --endpoint-url ${s3Endpoint} --region us-east-1 s3 cp my.log s3://raw/${DEMO_FACTORY}/${day}/my.log`,
       'List the lake:',
       `  AWS_ACCESS_KEY_ID=minioadmin AWS_SECRET_ACCESS_KEY=minioadmin aws --endpoint-url ${s3Endpoint} --region us-east-1 s3 ls --recursive s3://lake/`,
+      'Query the warehouse:',
+      '  npx telemetry-pipeline query "select device, count(*) readings, count(*) filter (where is_anomaly) anomalies from readings group by all"',
+      '  npx telemetry-pipeline query "select * from pipeline_files" --json',
       'Press Ctrl+C to stop.',
       '',
     ].join('\n'),
   );
+}
+
+/** Waits (up to a minute) until the warehouse reports every key complete; returns how many are. */
+async function waitForWarehouse(keys: string[], timeoutMs = 60_000): Promise<number> {
+  const { queryLocal } = await import('./query.js');
+  const deadline = Date.now() + timeoutMs;
+  let complete = 0;
+  while (Date.now() < deadline) {
+    try {
+      const { rows } = await queryLocal('SELECT source_key FROM pipeline_files WHERE complete');
+      const done = new Set(rows.map((r) => r.source_key));
+      complete = keys.filter((k) => done.has(k)).length;
+      if (complete === keys.length) break;
+    } catch {
+      // no warehouse file yet
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return complete;
 }
 
 /**

@@ -17,6 +17,12 @@ export interface EventSourceOptions {
   region: string;
   batchSize: number;
   batchWindowSeconds: number;
+  /**
+   * FIFO queue. fauxqs hands out one message per message group at a time (AWS returns up to 10 of a
+   * group in order), so waiting out the batching window for more of the single warehouse group would
+   * only add latency: dispatch as soon as a receive comes back empty.
+   */
+  fifo?: boolean;
   /** Local retry delay for a failed record (Lambda waits out the queue's visibility timeout). */
   retryDelaySeconds: number;
   invoke: (event: SQSEvent) => Promise<unknown>;
@@ -97,6 +103,7 @@ export class EventSource {
         const windowEnds = Date.now() + batchWindowSeconds * 1000;
         while (this.running && batch.length < batchSize && Date.now() < windowEnds) {
           const more = await this.receive(batchSize - batch.length, 0);
+          if (more.length === 0 && this.options.fifo) break;
           if (more.length === 0) await new Promise((r) => setTimeout(r, 50));
           batch.push(...more);
         }

@@ -91,6 +91,7 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
         region: settings.AWS_REGION,
         batchSize: spec.trigger.batchSize,
         batchWindowSeconds: spec.trigger.batchWindowSeconds,
+        fifo: topology.queues[spec.trigger.queue].fifo,
         retryDelaySeconds: settings.LOCAL_RETRY_DELAY_SECONDS,
         invoke: (event) => invoke(name, event),
       });

@@ -4,8 +4,8 @@
  */
 
 export type BucketName = 'raw' | 'lake' | 'warehouse';
-export type QueueName = 'etl';
-export type FunctionName = 'etl';
+export type QueueName = 'etl' | 'enrich' | 'warehouse';
+export type FunctionName = 'etl' | 'enrich' | 'warehouse';
 
 export interface QueueSpec {
   /** FIFO queues keep one message group in order: the warehouse has exactly one writer. */
@@ -32,17 +32,37 @@ export interface FunctionSpec {
   /** Ephemeral `/tmp` storage in MB. */
   storageMB: number;
   trigger: { queue: QueueName; batchSize: number; batchWindowSeconds: number };
-  /** Every resource the function touches; used for SST links (least privilege) and local env. */
-  links: readonly (BucketName | QueueName)[];
+  /**
+   * Every resource the function touches besides its trigger; used for SST links (least privilege).
+   * Queues listed here are ones the function sends to.
+   */
+  links: { buckets: readonly BucketName[]; queues: readonly QueueName[] };
 }
 
 export const topology = {
   buckets: ['raw', 'lake', 'warehouse'] as const satisfies readonly BucketName[],
   queues: {
     etl: { fifo: false, visibilityTimeoutSeconds: 1800, maxReceiveCount: 3 },
+    enrich: { fifo: false, visibilityTimeoutSeconds: 1800, maxReceiveCount: 3 },
+    // FIFO, one message group: the warehouse file has exactly one writer at a time.
+    warehouse: { fifo: true, visibilityTimeoutSeconds: 5400, maxReceiveCount: 5 },
   } satisfies Record<QueueName, QueueSpec>,
   notifications: [
     { bucket: 'raw', queue: 'etl', events: ['s3:ObjectCreated:*'], filter: {} },
+    // Normalized Parquet to enrich; manifests too, so the warehouse records every file (rejects,
+    // quarantined files) and not only those that produced rows.
+    {
+      bucket: 'lake',
+      queue: 'enrich',
+      events: ['s3:ObjectCreated:*'],
+      filter: { prefix: 'normalized/', suffix: '.parquet' },
+    },
+    {
+      bucket: 'lake',
+      queue: 'enrich',
+      events: ['s3:ObjectCreated:*'],
+      filter: { prefix: 'manifests/', suffix: '.json' },
+    },
   ] satisfies NotificationSpec[],
   functions: {
     etl: {
@@ -51,7 +71,25 @@ export const topology = {
       timeoutSeconds: 300,
       storageMB: 4096,
       trigger: { queue: 'etl', batchSize: 10, batchWindowSeconds: 0 },
-      links: ['raw', 'lake'],
+      links: { buckets: ['raw', 'lake'], queues: [] },
+    },
+    enrich: {
+      handler: 'enrich',
+      memoryMB: 2048,
+      timeoutSeconds: 300,
+      storageMB: 4096,
+      trigger: { queue: 'enrich', batchSize: 10, batchWindowSeconds: 0 },
+      // reads normalized/ and writes enriched/ in the lake, reads baselines from the warehouse bucket
+      links: { buckets: ['lake', 'warehouse'], queues: ['warehouse'] },
+    },
+    warehouse: {
+      handler: 'warehouse',
+      memoryMB: 3008,
+      timeoutSeconds: 900,
+      storageMB: 10240,
+      // FIFO event sources take at most 10 messages per batch.
+      trigger: { queue: 'warehouse', batchSize: 10, batchWindowSeconds: 2 },
+      links: { buckets: ['lake', 'warehouse'], queues: [] },
     },
   } satisfies Record<FunctionName, FunctionSpec>,
 } as const;

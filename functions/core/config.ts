@@ -19,6 +19,8 @@ const envSchema = z.object({
   BUCKET_LAKE: z.string().min(1).default('lake'),
   BUCKET_WAREHOUSE: z.string().min(1).default('warehouse'),
   QUEUE_URL_ETL: z.string().optional(),
+  QUEUE_URL_ENRICH: z.string().optional(),
+  QUEUE_URL_WAREHOUSE: z.string().optional(),
   PIPELINE_CONFIG: z
     .string()
     .min(1)
@@ -49,7 +51,11 @@ export const runtimeConfig = {
     BucketName,
     string
   >,
-  queueUrls: { etl: env.QUEUE_URL_ETL } satisfies Record<QueueName, string | undefined>,
+  queueUrls: {
+    etl: env.QUEUE_URL_ETL,
+    enrich: env.QUEUE_URL_ENRICH,
+    warehouse: env.QUEUE_URL_WAREHOUSE,
+  } satisfies Record<QueueName, string | undefined>,
   configPath: env.PIPELINE_CONFIG,
   tmpDir: env.PIPELINE_TMP,
   maxLineBytes: env.MAX_LINE_BYTES,

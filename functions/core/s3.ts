@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { rename, stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
@@ -158,6 +158,43 @@ export async function getJson(bucket: string, key: string): Promise<unknown> {
     const res = await s3().send(new GetObjectCommand({ Bucket: bucket, Key: key }));
     return JSON.parse(await res.Body!.transformToString('utf8'));
   } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Downloads an object to `path` unless `cachedETag` is still current (conditional GET, 304). Returns
+ * the current ETag, or `undefined` when the object does not exist. Used for every file cached in /tmp
+ * by ETag: reference data, baselines, the warehouse file.
+ */
+export async function downloadIfChanged(
+  bucket: string,
+  key: string,
+  path: string,
+  cachedETag: string | undefined,
+): Promise<string | undefined> {
+  try {
+    const res = await s3().send(
+      new GetObjectCommand({
+        Bucket: bucket,
+        Key: key,
+        IfNoneMatch: cachedETag ? `"${cachedETag}"` : undefined,
+      }),
+    );
+    const eTag = stripETag(res.ETag);
+    const body = res.Body as Readable;
+    if (cachedETag && eTag === cachedETag) {
+      // A store without conditional GET answers 200: the bytes are the ones we have.
+      body.destroy();
+      return eTag;
+    }
+    const tmp = `${path}.download`;
+    await pipeline(body, createWriteStream(tmp));
+    await rename(tmp, path);
+    return eTag;
+  } catch (err) {
+    if (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 304) return cachedETag;
     if (isNotFound(err)) return undefined;
     throw err;
   }

@@ -43,6 +43,30 @@ export const metrics = {
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
     registers: [registry],
   }),
+  enrichUnknown: new Counter({
+    name: `${PREFIX}enrich_unknown_total`,
+    help: 'Distinct unknown devices or error codes seen per enriched file (kept, with empty enrichment columns).',
+    labelNames: ['factory', 'kind'] as const,
+    registers: [registry],
+  }),
+  anomalies: new Counter({
+    name: `${PREFIX}anomalies_total`,
+    help: 'Readings flagged as anomalous, per factory.',
+    labelNames: ['factory'] as const,
+    registers: [registry],
+  }),
+  warehouseRows: new Counter({
+    name: `${PREFIX}warehouse_rows_total`,
+    help: 'Rows loaded into the warehouse, per table.',
+    labelNames: ['table'] as const,
+    registers: [registry],
+  }),
+  endToEndLag: new Histogram({
+    name: `${PREFIX}end_to_end_lag_seconds`,
+    help: 'Seconds from raw object creation to its rows being queryable in the warehouse.',
+    buckets: [0.5, 1, 2, 3, 5, 10, 30, 60, 120, 300, 900, 3600],
+    registers: [registry],
+  }),
   invocations: new Counter({
     name: `${PREFIX}function_invocations_total`,
     help: 'Function invocations by function and outcome (ok, partial, error).',
@@ -63,6 +87,55 @@ export const metrics = {
     registers: [registry],
   }),
 };
+
+/** An object was enriched (or a manifest forwarded). */
+export function objectEnriched(
+  stats: {
+    table: string;
+    factory: string;
+    rows: number;
+    unknownDevices: number;
+    unknownCodes: number;
+    anomalies: number;
+    seconds: number;
+  },
+  key: string,
+): void {
+  const { factory } = stats;
+  metrics.files.inc({
+    stage: 'enrich',
+    factory,
+    outcome: stats.table === 'manifest' ? 'forwarded' : 'enriched',
+  });
+  if (stats.table !== 'manifest') {
+    metrics.rows.inc({ stage: 'enrich', factory, table: stats.table }, stats.rows);
+    metrics.enrichUnknown.inc({ factory, kind: 'device' }, stats.unknownDevices);
+    metrics.enrichUnknown.inc({ factory, kind: 'code' }, stats.unknownCodes);
+    metrics.anomalies.inc({ factory }, stats.anomalies);
+    metrics.stageDuration.observe({ stage: 'enrich' }, stats.seconds);
+  }
+  logger.info({ stage: 'enrich', key, ...stats }, `enrich ${stats.table} s3://lake/${key}`);
+}
+
+/** The warehouse loaded a batch. */
+export function warehouseLoaded(stats: {
+  rows: Record<string, number>;
+  lagSeconds: number[];
+  objects: number;
+  skipped: number;
+  seconds: number;
+  attempts: number;
+}): void {
+  for (const [table, n] of Object.entries(stats.rows)) metrics.warehouseRows.inc({ table }, n);
+  for (const lag of stats.lagSeconds) metrics.endToEndLag.observe(lag);
+  metrics.stageDuration.observe({ stage: 'warehouse' }, stats.seconds);
+  metrics.files.inc({ stage: 'warehouse', factory: 'all', outcome: 'loaded' }, stats.objects);
+  metrics.files.inc({ stage: 'warehouse', factory: 'all', outcome: 'duplicate' }, stats.skipped);
+  logger.info(
+    { stage: 'warehouse', ...stats, lagSeconds: undefined, maxLagSeconds: Math.max(0, ...stats.lagSeconds) },
+    'warehouse batch loaded',
+  );
+}
 
 /** A function invocation ended (counted by the local runtime, or by the handler wrapper in the cloud). */
 export function invocationFinished(fn: string, outcome: 'ok' | 'partial' | 'error', ms: number): void {

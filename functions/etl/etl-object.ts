@@ -158,7 +158,9 @@ export async function etlObject(event: S3ObjectEvent, deps: EtlDeps): Promise<Et
     for (const file of result.files) {
       const key = file.kind === 'rejects' ? rejectsKey(file.relativePath) : normalizedKey(file.relativePath);
       await uploadFile(deps.lakeBucket, key, file.path, 'application/vnd.apache.parquet', {
+        // S3 metadata is ASCII: the key is URI-encoded.
         'source-key': encodeURIComponent(event.key),
+        'source-bucket': event.bucket,
         'source-etag': info.eTag,
         'source-created-at': info.lastModified.toISOString(),
       });

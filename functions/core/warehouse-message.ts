@@ -1,0 +1,37 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+
+/**
+ * What the enrich function tells the single warehouse writer, through the FIFO queue: an enriched
+ * object to load, or an ETL manifest (file accounting and rejects) to record.
+ */
+export const warehouseMessageSchema = z.discriminatedUnion('kind', [
+  z.object({
+    kind: z.literal('data'),
+    table: z.enum(['readings', 'events']),
+    bucket: z.string().min(1),
+    key: z.string().min(1),
+    eTag: z.string().min(1),
+    rows: z.number().int().min(0),
+    sourceKey: z.string().min(1),
+    sourceETag: z.string(),
+    rawCreatedAt: z.iso.datetime(),
+    enrichedAt: z.iso.datetime(),
+  }),
+  z.object({
+    kind: z.literal('manifest'),
+    bucket: z.string().min(1),
+    key: z.string().min(1),
+    eTag: z.string().min(1),
+  }),
+]);
+
+export type WarehouseMessage = z.infer<typeof warehouseMessageSchema>;
+
+/** Every warehouse message goes to one FIFO message group: one writer at a time, in order. */
+export const WAREHOUSE_GROUP = 'warehouse';
+
+/** FIFO deduplication id: the same lake object version is sent once within SQS's 5-minute window. */
+export function deduplicationId(key: string, eTag: string): string {
+  return createHash('sha256').update(`${key}\u0000${eTag}`).digest('hex');
+}

@@ -1,0 +1,54 @@
+import { mkdirSync } from 'node:fs';
+import middy from '@middy/core';
+import sqsPartialBatchFailure from '@middy/sqs-partial-batch-failure';
+import type { SQSEvent, SQSRecord } from 'aws-lambda';
+import { runtimeConfig } from './core/config.js';
+import { openDuckDB } from './core/duckdb.js';
+import { logger } from './core/logger.js';
+import { parseS3Notification } from './core/s3-event.js';
+import { sendToWarehouse } from './core/sqs.js';
+import { settleRecords } from './core/sqs-batch.js';
+import { objectEnriched } from './core/telemetry.js';
+import { BaselineCache } from './enrich/baselines.js';
+import { enrichObject } from './enrich/enrich-object.js';
+import { bundledReference } from './enrich/reference.js';
+import { ReferenceStore } from './enrich/reference-store.js';
+import { configDir, loadFactories } from './etl/factories.js';
+
+// Loaded once per container: config errors fail the cold start with the file and path.
+const factories = loadFactories(runtimeConfig.configPath);
+const reference = new ReferenceStore(
+  runtimeConfig.buckets.lake,
+  bundledReference(configDir(runtimeConfig.configPath)),
+);
+mkdirSync(runtimeConfig.tmpDir, { recursive: true });
+const baselines = new BaselineCache(runtimeConfig.buckets.warehouse, runtimeConfig.tmpDir);
+const db = await openDuckDB();
+const warehouseQueue = runtimeConfig.queueUrls.warehouse;
+
+async function enrichRecord(record: SQSRecord): Promise<void> {
+  if (!warehouseQueue) throw new Error('QUEUE_URL_WAREHOUSE is not set');
+  for (const event of parseS3Notification(record.body, record.messageId)) {
+    const stats = await enrichObject(event, {
+      db,
+      tmpDir: runtimeConfig.tmpDir,
+      reference,
+      baselines,
+      settings: factories.enrichment,
+      send: (message) => sendToWarehouse(warehouseQueue, message),
+    });
+    if (stats) objectEnriched(stats, event.key);
+  }
+}
+
+/** A batch of lake notifications (normalized Parquet and ETL manifests). */
+export async function enrichBatch(event: SQSEvent) {
+  return settleRecords(event.Records, 2, enrichRecord);
+}
+
+export const handler = middy(enrichBatch).use(
+  sqsPartialBatchFailure({
+    logger: (reason: unknown, record: SQSRecord) =>
+      logger.error({ err: reason, messageId: record.messageId }, 'record failed; will retry'),
+  }),
+);

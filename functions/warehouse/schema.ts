@@ -1,0 +1,90 @@
+/**
+ * The warehouse schema. Tables are created if missing; views are replaced on every write so a new
+ * release's definitions take effect on the next batch.
+ */
+export const TABLES = [
+  `CREATE TABLE IF NOT EXISTS readings (
+    ts TIMESTAMPTZ, factory VARCHAR, device VARCHAR, metric VARCHAR, value DOUBLE, unit VARCHAR,
+    source_key VARCHAR, source_line BIGINT, date VARCHAR, source_etag VARCHAR,
+    model VARCHAR, line VARCHAR, site VARCHAR, criticality VARCHAR,
+    baseline_median DOUBLE, baseline_mad DOUBLE, anomaly_score DOUBLE, is_anomaly BOOLEAN,
+    lake_key VARCHAR)`,
+  `CREATE TABLE IF NOT EXISTS events (
+    ts TIMESTAMPTZ, factory VARCHAR, device VARCHAR, severity TINYINT, severity_name VARCHAR, code VARCHAR,
+    component VARCHAR, message VARCHAR, attributes JSON, source_key VARCHAR, source_line BIGINT, date VARCHAR,
+    source_etag VARCHAR, model VARCHAR, line VARCHAR, site VARCHAR, criticality VARCHAR,
+    category VARCHAR, code_description VARCHAR, recommended_action VARCHAR, code_severity TINYINT,
+    effective_severity TINYINT, severity_score INTEGER, lake_key VARCHAR)`,
+  `CREATE TABLE IF NOT EXISTS rejects (
+    source_key VARCHAR, source_line BIGINT, raw VARCHAR, reason VARCHAR, factory VARCHAR,
+    source_etag VARCHAR, lake_key VARCHAR)`,
+  // One row per lake object loaded: the same (lake_key, etag) is loaded once.
+  `CREATE TABLE IF NOT EXISTS ledger (
+    lake_key VARCHAR, etag VARCHAR, kind VARCHAR, source_key VARCHAR, source_etag VARCHAR,
+    raw_created_at TIMESTAMPTZ, rows BIGINT, enriched_at TIMESTAMPTZ, loaded_at TIMESTAMPTZ)`,
+  // One row per raw file version: its ETL manifest.
+  `CREATE TABLE IF NOT EXISTS manifests (
+    source_key VARCHAR, source_etag VARCHAR, factory VARCHAR, status VARCHAR, format VARCHAR, "table" VARCHAR,
+    bytes BIGINT, lines_total BIGINT, lines_loaded BIGINT, lines_rejected BIGINT, lines_blank BIGINT,
+    lines_header BIGINT, rows_readings BIGINT, rows_events BIGINT, quarantine_reason VARCHAR,
+    raw_created_at TIMESTAMPTZ, etl_started_at TIMESTAMPTZ, etl_finished_at TIMESTAMPTZ, etl_seconds DOUBLE,
+    manifest_key VARCHAR)`,
+  `CREATE TABLE IF NOT EXISTS devices (
+    factory VARCHAR, device VARCHAR, model VARCHAR, line VARCHAR, site VARCHAR, criticality VARCHAR,
+    commissioned DATE)`,
+  `CREATE TABLE IF NOT EXISTS error_codes (
+    code VARCHAR, category VARCHAR, severity TINYINT, description VARCHAR, action VARCHAR)`,
+  // Per-(factory, device, metric) robust statistics over recent history, published for enrichment.
+  `CREATE TABLE IF NOT EXISTS baselines (
+    factory VARCHAR, device VARCHAR, metric VARCHAR, n BIGINT, median DOUBLE, mad DOUBLE, updated_at TIMESTAMPTZ)`,
+];
+
+export const VIEWS = [
+  // The ledger joined with each file's manifest: rows, rejects, per-stage timestamps, end-to-end lag.
+  `CREATE OR REPLACE VIEW files AS
+    SELECT l.lake_key, l.etag, l.kind, l.rows, l.source_key, l.source_etag, m.factory, m.status, m.format,
+      m.lines_total, m.lines_loaded, m.lines_rejected, m.rows_readings, m.rows_events,
+      l.raw_created_at, m.etl_started_at, m.etl_finished_at, l.enriched_at, l.loaded_at,
+      epoch(l.loaded_at - l.raw_created_at) AS end_to_end_seconds
+    FROM ledger l LEFT JOIN manifests m USING (source_key, source_etag)`,
+  // One row per raw file: did everything it produced reach the warehouse?
+  `CREATE OR REPLACE VIEW pipeline_files AS
+    SELECT m.source_key, m.source_etag, m.factory, m.status, m.format, m."table", m.bytes,
+      m.lines_total, m.lines_loaded, m.lines_rejected, m.lines_blank, m.lines_header,
+      m.rows_readings + m.rows_events AS rows_expected, coalesce(l.rows_loaded, 0) AS rows_loaded,
+      coalesce(l.rows_loaded, 0) = m.rows_readings + m.rows_events AS complete, m.quarantine_reason,
+      m.raw_created_at, m.etl_finished_at, l.last_loaded_at AS loaded_at,
+      epoch(l.last_loaded_at - m.raw_created_at) AS end_to_end_seconds
+    FROM manifests m
+    LEFT JOIN (SELECT source_key, source_etag, sum(rows) AS rows_loaded, max(loaded_at) AS last_loaded_at
+               FROM ledger WHERE kind IN ('readings', 'events') GROUP BY ALL) l USING (source_key, source_etag)`,
+  // Health per device and hour: 100, minus 2 per anomalous reading, 10 per error-or-worse event, 2 per warning.
+  `CREATE OR REPLACE VIEW device_health_hourly AS
+    WITH r AS (
+      SELECT factory, device, date_trunc('hour', ts) AS hour, count(*) AS readings,
+        count(*) FILTER (WHERE is_anomaly) AS anomalies
+      FROM readings GROUP BY ALL),
+    e AS (
+      SELECT factory, device, date_trunc('hour', ts) AS hour,
+        count(*) FILTER (WHERE effective_severity <= 3) AS error_events,
+        count(*) FILTER (WHERE effective_severity = 4) AS warning_events,
+        max(severity_score) AS max_severity_score
+      FROM events WHERE device IS NOT NULL GROUP BY ALL)
+    SELECT factory, device, hour, d.model, d.line, d.criticality,
+      coalesce(r.readings, 0) AS readings, coalesce(r.anomalies, 0) AS anomalies,
+      coalesce(e.error_events, 0) AS error_events, coalesce(e.warning_events, 0) AS warning_events,
+      e.max_severity_score,
+      greatest(0, 100 - 2 * coalesce(r.anomalies, 0) - 10 * coalesce(e.error_events, 0) - 2 * coalesce(e.warning_events, 0)) AS health_score
+    FROM r FULL OUTER JOIN e USING (factory, device, hour)
+    LEFT JOIN devices d USING (factory, device)`,
+  // Alarms per day and code (warnings and worse, or any event with a code).
+  `CREATE OR REPLACE VIEW alarms_daily AS
+    SELECT factory, CAST(timezone('UTC', ts) AS DATE) AS day, code,
+      any_value(category) AS category, any_value(code_description) AS description,
+      any_value(recommended_action) AS recommended_action,
+      count(*) AS events, count(DISTINCT device) AS devices,
+      min(effective_severity) AS worst_severity, max(severity_score) AS max_severity_score,
+      min(ts) AS first_seen, max(ts) AS last_seen
+    FROM events WHERE code IS NOT NULL OR effective_severity <= 4
+    GROUP BY ALL`,
+];
