@@ -40,7 +40,8 @@ export function enrichedKey(normalizedKey: string): string {
 /** Weight of a device's criticality in the severity score; unknown devices count as medium. */
 const CRITICALITY_WEIGHT = { critical: 1, high: 0.85, medium: 0.7, low: 0.5 } as const;
 
-async function loadReference(c: DuckDBConnection, ref: Reference): Promise<void> {
+/** Reference data as temp tables `ref_devices` and `ref_codes` on this connection. */
+export async function loadReference(c: DuckDBConnection, ref: Reference): Promise<void> {
   await c.run(`CREATE OR REPLACE TEMP TABLE ref_devices (factory VARCHAR, device VARCHAR, model VARCHAR, line VARCHAR,
     site VARCHAR, criticality VARCHAR, commissioned DATE)`);
   await c.run(`CREATE OR REPLACE TEMP TABLE ref_codes (code VARCHAR, category VARCHAR, severity TINYINT,

@@ -83,6 +83,34 @@ export async function startTestStack(env: Record<string, string> = {}) {
         `manifest of ${key}`,
       );
     },
+    /** Runs SQL on a fresh read-only copy of the warehouse file. */
+    async queryWarehouse(sql: string) {
+      const { queryWarehouse } = await import('../../functions/warehouse/query.js');
+      const dir = await mkdtemp(join(data, 'wh-'));
+      const path = join(dir, 'telemetry.duckdb');
+      const res = await runtime.s3.send(
+        new GetObjectCommand({ Bucket: 'warehouse', Key: 'telemetry.duckdb' }),
+      );
+      const { writeFile } = await import('node:fs/promises');
+      await writeFile(path, await res.Body!.transformToByteArray());
+      try {
+        return (await queryWarehouse(path, sql)).rows;
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+    /** Waits until the warehouse reports these raw keys complete (all their rows loaded). */
+    async waitForWarehouse(keys: string[], timeoutMs = 60_000) {
+      return waitFor(
+        async () => {
+          const rows = await this.queryWarehouse('SELECT source_key FROM pipeline_files WHERE complete');
+          const done = new Set(rows.map((r) => r.source_key));
+          return keys.every((k) => done.has(k)) ? true : undefined;
+        },
+        timeoutMs,
+        `${keys.length} file(s) in the warehouse`,
+      );
+    },
     async stop() {
       await runtime.stop();
       await rm(data, { recursive: true, force: true });

@@ -1,0 +1,219 @@
+import { mkdtemp } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import { SendMessageCommand } from '@aws-sdk/client-sqs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildS3Notification } from '../../functions/core/s3-event.js';
+import {
+  deduplicationId,
+  WAREHOUSE_GROUP,
+  type WarehouseMessage,
+} from '../../functions/core/warehouse-message.js';
+import { joinLines, jsonlReadings, syslogLines, wideCsv } from '../../local/demo-data.js';
+import { startTestStack, type TestStack } from '../helpers/stack.js';
+import { waitFor } from '../helpers/wait.js';
+
+let stack: TestStack;
+beforeAll(async () => {
+  stack = await startTestStack();
+});
+afterAll(async () => {
+  await stack?.stop();
+});
+
+const start = new Date('2024-03-04T08:00:00Z');
+const day = 'demo/2024/03/04';
+
+describe('raw upload → enriched rows in the DuckDB warehouse', () => {
+  const files = {
+    [`${day}/sensors-a.jsonl`]: joinLines(
+      jsonlReadings({ seed: 1, lines: 2000, start, stepMs: 1000, badEvery: 250 }),
+    ),
+    [`${day}/line-1.csv`]: joinLines(wideCsv({ seed: 2, lines: 301, start })),
+    [`${day}/gateway.syslog`]: joinLines(syslogLines({ seed: 3, lines: 400, start })),
+  };
+
+  it('loads every file enriched, and input lines = warehouse rows + rejects', async () => {
+    for (const [key, body] of Object.entries(files)) await stack.put(key, body);
+    await stack.waitForWarehouse(Object.keys(files));
+    const [counts] = await stack.queryWarehouse(`SELECT
+        (SELECT count(*) FROM readings WHERE source_key LIKE '${day}/%') AS readings,
+        (SELECT count(*) FROM readings WHERE source_key LIKE '${day}/%' AND model IS NOT NULL) AS readings_enriched,
+        (SELECT count(*) FROM events WHERE source_key LIKE '${day}/%') AS events,
+        (SELECT count(*) FROM events WHERE source_key LIKE '${day}/%' AND category IS NOT NULL) AS events_with_code,
+        (SELECT count(*) FROM rejects WHERE source_key LIKE '${day}/%') AS rejects`);
+    // 2000 JSONL lines with 8 bad ones; 300 CSV rows × 4 metrics; 400 syslog lines.
+    expect(counts).toEqual({
+      readings: String(1992 + 1200),
+      readings_enriched: String(1992 + 1200),
+      events: '400',
+      events_with_code: expect.any(String),
+      rejects: '8',
+    });
+    expect(Number(counts!.events_with_code)).toBeGreaterThan(0);
+    const perFile =
+      await stack.queryWarehouse(`SELECT source_key, lines_total, lines_loaded, lines_rejected, lines_header, lines_blank,
+        rows_expected, rows_loaded, complete FROM pipeline_files WHERE source_key LIKE '${day}/%' ORDER BY 1`);
+    for (const f of perFile) {
+      expect(
+        Number(f.lines_loaded) + Number(f.lines_rejected) + Number(f.lines_header) + Number(f.lines_blank),
+      ).toBe(Number(f.lines_total));
+      expect(f.complete).toBe(true);
+    }
+    const [jsonl] = await stack.queryWarehouse(`SELECT
+        (SELECT count(*) FROM readings WHERE source_key = '${day}/sensors-a.jsonl') +
+        (SELECT count(*) FROM rejects WHERE source_key = '${day}/sensors-a.jsonl') AS n`);
+    expect(jsonl).toEqual({ n: '2000' });
+    const views = await stack.queryWarehouse(`SELECT
+        (SELECT count(*) FROM device_health_hourly WHERE factory = 'demo') AS health,
+        (SELECT count(*) FROM alarms_daily WHERE day = DATE '2024-03-04') AS alarms,
+        (SELECT count(*) FROM files WHERE source_key LIKE '${day}/%') AS ledger,
+        (SELECT count(*) FROM devices) AS devices, (SELECT count(*) FROM error_codes) AS codes`);
+    expect(Number(views[0]!.health)).toBeGreaterThan(0);
+    expect(Number(views[0]!.alarms)).toBeGreaterThan(0);
+    expect(views[0]).toMatchObject({ devices: '5', codes: '6' });
+  });
+
+  it('20 concurrent uploads are each loaded exactly once', async () => {
+    const keys = Array.from(
+      { length: 20 },
+      (_, i) => `burst/2024/03/04/f-${String(i).padStart(2, '0')}.jsonl`,
+    );
+    await Promise.all(
+      keys.map((k, i) => stack.put(k, joinLines(jsonlReadings({ seed: 100 + i, lines: 100, start })))),
+    );
+    await stack.waitForWarehouse(keys, 90_000);
+    const rows =
+      await stack.queryWarehouse(`SELECT source_key, count(*) AS n, count(DISTINCT source_line) AS lines, count(DISTINCT lake_key) AS objects
+        FROM readings WHERE source_key LIKE 'burst/%' GROUP BY 1 ORDER BY 1`);
+    expect(rows).toHaveLength(20);
+    for (const r of rows) expect(r).toMatchObject({ n: '100', lines: '100', objects: '1' });
+    const [ledger] = await stack.queryWarehouse(
+      `SELECT count(*) AS n, count(DISTINCT lake_key) AS keys FROM ledger WHERE source_key LIKE 'burst/%'`,
+    );
+    expect(ledger!.n).toBe(ledger!.keys);
+  });
+
+  it('a replayed notification or warehouse message adds no rows', async () => {
+    const key = `${day}/sensors-a.jsonl`;
+    const [before] = await stack.queryWarehouse(
+      'SELECT (SELECT count(*) FROM readings) AS r, (SELECT count(*) FROM ledger) AS l',
+    );
+    const [entry] = await stack.queryWarehouse(
+      `SELECT lake_key, etag, source_etag, CAST(raw_created_at AS VARCHAR) AS created FROM ledger WHERE source_key = '${key}' AND kind = 'readings'`,
+    );
+    // Replay the lake notification (enrich runs again) …
+    const normalized = String(entry!.lake_key).replace(/^enriched\//, 'normalized/');
+    const [obj] = await stack.list('lake', normalized);
+    await stack.runtime.sqs.send(
+      new SendMessageCommand({
+        QueueUrl: stack.runtime.queueUrls.enrich,
+        MessageBody: JSON.stringify(
+          buildS3Notification({
+            bucket: 'lake',
+            key: normalized,
+            size: 1,
+            eTag: obj!.eTag,
+            eventName: 'ObjectCreated:Put',
+          }),
+        ),
+      }),
+    );
+    // … and the warehouse message itself, past FIFO deduplication.
+    const message: WarehouseMessage = {
+      kind: 'data',
+      table: 'readings',
+      bucket: 'lake',
+      key: String(entry!.lake_key),
+      eTag: String(entry!.etag),
+      rows: 1992,
+      sourceKey: key,
+      sourceETag: String(entry!.source_etag),
+      rawCreatedAt: new Date(String(entry!.created)).toISOString(),
+      enrichedAt: new Date().toISOString(),
+    };
+    await stack.runtime.sqs.send(
+      new SendMessageCommand({
+        QueueUrl: stack.runtime.queueUrls.warehouse,
+        MessageBody: JSON.stringify(message),
+        MessageGroupId: WAREHOUSE_GROUP,
+        MessageDeduplicationId: `${deduplicationId(message.key, message.eTag)}-replay`,
+      }),
+    );
+    await waitFor(
+      async () => {
+        const d = await stack.runtime.queueDepths();
+        return d.enrich === 0 && d.warehouse === 0;
+      },
+      30_000,
+      'queues drained',
+    );
+    const [after] = await stack.queryWarehouse(
+      'SELECT (SELECT count(*) FROM readings) AS r, (SELECT count(*) FROM ledger) AS l',
+    );
+    expect(after).toEqual(before);
+  });
+});
+
+describe('the warehouse writer, crashing between load and upload', () => {
+  it('the retry produces the right file: every object once', async () => {
+    // A second warehouse (own bucket and key), written by the domain function directly.
+    await stack.runtime.s3.send(new CreateBucketCommand({ Bucket: 'crash-test' }));
+    const { WarehouseFile } = await import('../../functions/warehouse/warehouse-file.js');
+    const { loadBatch } = await import('../../functions/warehouse/load-batch.js');
+    const { bundledReference } = await import('../../functions/enrich/reference.js');
+    const dir = await mkdtemp(join(stack.data, 'crash-'));
+    const file = new WarehouseFile('crash-test', dir, 'crash.duckdb');
+    const ref = bundledReference(join(import.meta.dirname, '..', '..', 'config'));
+    const deps = {
+      file,
+      warehouseBucket: 'crash-test',
+      tmpDir: dir,
+      baselineDays: 7,
+      reference: async () => ({ ...ref, sources: { devices: 'b', errorCodes: 'b' } }),
+    };
+    const objects =
+      await stack.queryWarehouse(`SELECT lake_key, etag, source_key, source_etag, CAST(raw_created_at AS VARCHAR) AS created, rows
+        FROM ledger WHERE kind = 'readings' AND source_key LIKE 'burst/%' ORDER BY 1 LIMIT 2`);
+    const [a, b] = objects.map(
+      (o): WarehouseMessage => ({
+        kind: 'data',
+        table: 'readings',
+        bucket: 'lake',
+        key: String(o.lake_key),
+        eTag: String(o.etag),
+        rows: Number(o.rows),
+        sourceKey: String(o.source_key),
+        sourceETag: String(o.source_etag),
+        rawCreatedAt: new Date(String(o.created)).toISOString(),
+        enrichedAt: new Date().toISOString(),
+      }),
+    );
+    await loadBatch([a!], deps);
+    await expect(
+      loadBatch([b!], {
+        ...deps,
+        commit: async () => {
+          throw new Error('killed before upload');
+        },
+      }),
+    ).rejects.toThrow('killed before upload');
+    const retry = await loadBatch([b!], deps);
+    expect(retry).toMatchObject({ objects: 1, skipped: 0 });
+    const replay = await loadBatch([a!, b!], deps);
+    expect(replay).toMatchObject({ objects: 0, skipped: 2 });
+
+    const { queryWarehouse } = await import('../../functions/warehouse/query.js');
+    const { downloadIfChanged } = await import('../../functions/core/s3.js');
+    const copy = join(dir, 'copy.duckdb');
+    await downloadIfChanged('crash-test', 'crash.duckdb', copy, undefined);
+    const { rows } = await queryWarehouse(
+      copy,
+      'SELECT lake_key, count(*) AS n FROM readings GROUP BY 1 ORDER BY 1',
+    );
+    expect(rows).toEqual([
+      { lake_key: a!.key, n: '100' },
+      { lake_key: b!.key, n: '100' },
+    ]);
+  });
+});
