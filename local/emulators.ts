@@ -1,6 +1,10 @@
-import { mkdir } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { startFauxqs } from 'fauxqs';
 import S3rver from 's3rver';
 import { logger } from '../functions/core/logger.js';
@@ -22,6 +26,53 @@ export interface Emulator {
   stop(): Promise<void>;
 }
 
+interface S3rverObject {
+  bucket: string;
+  key: string;
+  content: Buffer | NodeJS.ReadableStream;
+  metadata: Record<string, string>;
+}
+interface FilesystemStoreProto {
+  getResourcePath(bucket: string, key: string, resource: string): string;
+  putMetadata(bucket: string, key: string, metadata: Record<string, string>, md5: string): Promise<void>;
+  putObject(object: S3rverObject): Promise<{ size: number; md5: string }>;
+}
+
+/**
+ * s3rver writes an object in place while it streams in (and reports success before the file is
+ * flushed), so a concurrent GET can read a truncated object — S3 never shows a partial object. This
+ * replaces its `putObject` with a write to a temporary file and an atomic rename. s3rver is no longer
+ * maintained upstream, so the fix lives here.
+ */
+function makeS3rverWritesAtomic(): void {
+  const Store = require('s3rver/lib/stores/filesystem.js') as { prototype: FilesystemStoreProto };
+  Store.prototype.putObject = async function putObject(this: FilesystemStoreProto, object: S3rverObject) {
+    const target = this.getResourcePath(object.bucket, object.key, 'object');
+    await mkdir(dirname(target), { recursive: true });
+    const tmp = `${target}.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2)}.tmp`;
+    const md5 = createHash('md5');
+    let size = 0;
+    const source = Buffer.isBuffer(object.content)
+      ? Readable.from([object.content])
+      : (object.content as Readable);
+    await pipeline(
+      source,
+      new Transform({
+        transform(chunk: Buffer, _enc, done) {
+          md5.update(chunk);
+          size += chunk.length;
+          done(null, chunk);
+        },
+      }),
+      createWriteStream(tmp),
+    );
+    const digest = md5.digest('hex');
+    await rename(tmp, target);
+    await this.putMetadata(object.bucket, object.key, object.metadata, digest);
+    return { size, md5: digest };
+  };
+}
+
 /**
  * The embedded S3: s3rver, storing objects on disk under `<data>/s3` so a restart keeps them.
  * s3rver ships with one fixed key pair; the runtime registers the configured one (minioadmin by
@@ -33,6 +84,7 @@ export async function startS3(
   settings: LocalSettings,
   onCreated: (o: CreatedObject) => void,
 ): Promise<Emulator> {
+  makeS3rverWritesAtomic();
   const directory = join(settings.PIPELINE_DATA, 's3');
   await mkdir(directory, { recursive: true });
   const account = require('s3rver/lib/models/account.js') as {
