@@ -39,7 +39,7 @@ function factoryFor(config: FactoriesConfig, ref: { bucket: string; key: string 
       `first path segment "${id}" is not a factory id (a-z, 0-9, -)`,
     );
   }
-  return config.factories.get(id) ?? { id, name: id, timezone: 'UTC', files: [] };
+  return config.factories.get(id) ?? { id, name: id, timezone: 'UTC', files: [], sources: [] };
 }
 
 /** Reads the first bytes of a stream and gives back a stream that still yields everything. */

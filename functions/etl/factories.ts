@@ -1,5 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { Cron } from 'croner';
 import picomatch from 'picomatch';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -98,11 +99,98 @@ const ianaZone = z.string().refine(
   { message: 'not an IANA time zone' },
 );
 
+/**
+ * A secret is never written in the file: it is named, and the value comes from the environment
+ * locally or from the SST secret of that name when deployed (see `functions/core/config.ts`).
+ */
+const secretRef = z
+  .object({ secret: z.string().regex(/^[A-Za-z][A-Za-z0-9_]*$/, 'secret names are letters, digits and _') })
+  .strict();
+export type SecretRef = z.infer<typeof secretRef>;
+
+const cron = z.string().refine(
+  (expr) => {
+    try {
+      new Cron(expr, { paused: true });
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: 'not a cron expression' },
+);
+
+const sourceBase = {
+  /** Unique within the factory: names the fetch state and appears in object metadata and metrics. */
+  id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'source ids are lower-case letters, digits and -'),
+  enabled: z.boolean().default(true),
+  /** When the schedule function enqueues this source (cron, in the factory's time zone). */
+  schedule: cron.default('*/15 * * * *'),
+  /** Glob on the path below the remote directory (or on the name when it has no /). */
+  glob: z.string().min(1).default('*'),
+  /** Files modified more recently than this are left for the next run (they may still be written). */
+  minAgeSeconds: z.number().int().min(0).default(30),
+  afterFetch: z.enum(['keep', 'delete']).default('keep'),
+};
+
+const sourceSchema = z.discriminatedUnion('type', [
+  z
+    .object({
+      type: z.literal('sftp'),
+      ...sourceBase,
+      host: z.string().min(1),
+      port: z.number().int().min(1).max(65535).default(22),
+      user: z.string().min(1),
+      password: secretRef.optional(),
+      privateKey: secretRef.optional(),
+      /** Pin the server's host key: `SHA256:<base64>` as printed by `ssh-keygen -lf`. */
+      hostKey: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}=?$/, 'expected SHA256:<base64> (ssh-keygen -lf)').optional(),
+      dir: z.string().min(1).default('.'),
+      recursive: z.boolean().default(false),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.enum(['ftp', 'ftps']),
+      ...sourceBase,
+      host: z.string().min(1),
+      port: z.number().int().min(1).max(65535).default(21),
+      user: z.string().min(1).default('anonymous'),
+      password: secretRef.optional(),
+      dir: z.string().min(1).default('/'),
+      recursive: z.boolean().default(false),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('http'),
+      ...sourceBase,
+      /** Listing endpoint: JSON array of names/URLs or {name|url, size?, mtime?}, or {items, next}. */
+      url: z.url(),
+      token: secretRef.optional(),
+      /** Query parameter that receives the last run's watermark (ISO time), for incremental listings. */
+      sinceParam: z.string().min(1).optional(),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('s3'),
+      ...sourceBase,
+      bucket: z.string().min(1),
+      prefix: z.string().default(''),
+      region: z.string().min(1).optional(),
+      endpoint: z.url().optional(),
+    })
+    .strict(),
+]);
+export type Source = z.infer<typeof sourceSchema>;
+
 const factorySchema = z
   .object({
     name: z.string().min(1),
     timezone: ianaZone.default('UTC'),
     files: z.array(ruleSchema).default([]),
+    sources: z.array(sourceSchema).default([]),
   })
   .strict();
 export type Factory = z.infer<typeof factorySchema> & { id: string };
@@ -162,6 +250,14 @@ export function parseFactories(text: string, file: string): FactoriesConfig {
   if (!parsed.success)
     throw new ConfigError(file, `invalid configuration:\n${z.prettifyError(parsed.error)}`);
   for (const [id, f] of Object.entries(parsed.data.factories)) {
+    const ids = new Set<string>();
+    f.sources.forEach((src, i) => {
+      if (ids.has(src.id)) throw new ConfigError(file, `factories.${id}.sources[${i}].id: "${src.id}" is used twice`);
+      ids.add(src.id);
+      if (src.type === 'sftp' && !src.password && !src.privateKey) {
+        throw new ConfigError(file, `factories.${id}.sources[${i}]: sftp needs password or privateKey (a secret name)`);
+      }
+    });
     f.files.forEach((rule, i) => {
       for (const [name, pattern] of [
         ['codePattern', rule.codePattern],

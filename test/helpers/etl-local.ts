@@ -35,6 +35,7 @@ export async function etlText(
     name: factoryId,
     timezone: 'UTC',
     files: [],
+    sources: [],
   };
   const dir = await mkdtemp(join(tmpdir(), 'etl-test-'));
   const c = await connectUtc(await DuckDBInstance.create(':memory:'));

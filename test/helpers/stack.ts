@@ -19,7 +19,8 @@ export async function startTestStack(env: Record<string, string> = {}) {
     PIPELINE_DATA: data,
     PIPELINE_TMP: join(data, 'tmp'),
     LOCAL_RETRY_DELAY_SECONDS: '1',
-    LOG_LEVEL: 'warn',
+    // Expected failures (retries, DLQ) log errors; keep test output readable.
+    LOG_LEVEL: 'fatal',
     ...env,
   });
   delete process.env.S3_ENDPOINT;

@@ -73,6 +73,8 @@ describe('raw upload → normalized Parquet (embedded S3 + SQS)', () => {
       joinLines(jsonlReadings({ seed: 2, lines: 50, start: new Date('2024-01-02T00:00:00Z') })),
     );
     const first = await stack.waitForManifest(key, eTag);
+    // Let enrichment and the warehouse finish with it, so the lake is settled.
+    await stack.waitForWarehouse([key]);
     const before = await stack.list('lake');
     const body = JSON.stringify(
       buildS3Notification({ bucket: 'raw', key, size: 1, eTag, eventName: 'ObjectCreated:Put' }),
@@ -83,8 +85,19 @@ describe('raw upload → normalized Parquet (embedded S3 + SQS)', () => {
       );
     }
     await waitFor(async () => (await stack.runtime.queueDepths()).etl === 0, 20_000, 'etl queue drained');
+    await waitFor(
+      async () => {
+        const d = await stack.runtime.queueDepths();
+        return d.enrich === 0 && d.warehouse === 0;
+      },
+      20_000,
+      'enrich and warehouse queues drained',
+    );
     const after = await stack.list('lake');
     expect(after).toEqual(before);
+    expect(
+      await stack.queryWarehouse(`SELECT count(*) AS n FROM readings WHERE source_key = '${key}'`),
+    ).toEqual([{ n: '50' }]);
     const again = await stack.waitForManifest(key, eTag);
     expect(again.finishedAt).toBe(first.finishedAt);
     const rows = await stack.queryParquet(
@@ -210,7 +223,16 @@ describe('runtime HTTP API', () => {
   it('GET /health is 200 with every part up', async () => {
     const res = await fetch(`${stack.runtime.url}/health`);
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ status: 'ok', parts: { s3: 'up', sqs: 'up', 'function:etl': 'up' } });
+    expect(await res.json()).toEqual({
+      status: 'ok',
+      parts: {
+        s3: 'up',
+        sqs: 'up',
+        'function:etl': 'up',
+        'function:enrich': 'up',
+        'function:warehouse': 'up',
+      },
+    });
   });
 
   it('the Lambda Invoke API runs a function with an event', async () => {
