@@ -40,6 +40,16 @@ program
   });
 
 program
+  .command('fetch')
+  .description('fetch now from every enabled source of a factory (SFTP, FTP, HTTP, S3) into the raw bucket')
+  .argument('<factory>', 'factory id from factories.yaml')
+  .action(async (factory: string) => {
+    const { runFetch } = await import('./fetch-cli.js');
+    const failures = await runFetch(factory, (line) => process.stdout.write(`${line}\n`));
+    if (failures > 0) process.exitCode = 1;
+  });
+
+program
   .command('query')
   .description('run SQL against a read-only copy of the current warehouse (telemetry.duckdb)')
   .argument('<sql>', 'one SQL statement, e.g. "select count(*) from readings"')

@@ -1,6 +1,7 @@
 import { logger } from '../functions/core/logger.js';
 import { type FunctionName, topology } from '../topology/topology.js';
 import { DEMO_FACTORY, seedDemo, waitForManifests } from './demo.js';
+import { startDemoRemotes } from './demo-remotes.js';
 import { invokeFunction, loadFunctions } from './functions.js';
 import { ensureQueues, localSqs } from './resources.js';
 import { startRuntime } from './runtime.js';
@@ -8,6 +9,7 @@ import { exportFunctionEnv, localSettings } from './settings.js';
 
 /** `telemetry-pipeline dev`: the whole local stack until SIGINT/SIGTERM. */
 export async function runDev(opts: { demo: boolean }): Promise<void> {
+  const remotes = opts.demo ? await startDemoRemotes(localSettings().PIPELINE_DATA) : undefined;
   const runtime = await startRuntime();
   let stopping = false;
   const stop = async (signal: string) => {
@@ -15,6 +17,7 @@ export async function runDev(opts: { demo: boolean }): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'stopping');
     await runtime.stop();
+    await remotes?.close();
     process.exit(0);
   };
   process.once('SIGINT', () => void stop('SIGINT'));
@@ -23,8 +26,12 @@ export async function runDev(opts: { demo: boolean }): Promise<void> {
   const { s3Endpoint } = runtime.settings;
   if (opts.demo) {
     const keys = await seedDemo(runtime.s3);
+    keys.push(...(await fetchDemoSources(runtime)));
     const manifests = await waitForManifests(runtime.s3, keys);
-    const lines: string[] = ['', `Demo factory "${DEMO_FACTORY}" processed:`];
+    const lines: string[] = [
+      '',
+      `Demo factory "${DEMO_FACTORY}" (uploaded files, and files fetched from its SFTP ${remotes!.sftp.port} and HTTP ${remotes!.http.port} sources) processed:`,
+    ];
     for (const m of manifests) {
       lines.push(
         `  s3://raw/${m.source.key}  ${m.format ?? m.status}: ${m.lines.loaded} lines loaded, ${m.lines.rejected} rejected → ${m.rows.readings} readings, ${m.rows.events} events`,
@@ -62,6 +69,25 @@ export async function runDev(opts: { demo: boolean }): Promise<void> {
       '',
     ].join('\n'),
   );
+}
+
+/** Runs the fetch function once for each demo source (as the schedule would) and returns the raw keys. */
+async function fetchDemoSources(runtime: Awaited<ReturnType<typeof startRuntime>>): Promise<string[]> {
+  const { loadFetchState, fetchStateKey } = await import('../functions/fetch/fetch-state.js');
+  const keys: string[] = [];
+  for (const source of ['line3-controller', 'historian']) {
+    const event = {
+      Records: [{ messageId: `demo-${source}`, body: JSON.stringify({ factory: DEMO_FACTORY, source }) }],
+    };
+    const result = (await runtime.invoke('fetch', event)) as { batchItemFailures?: unknown[] };
+    if (result.batchItemFailures?.length) {
+      process.stdout.write(`  fetch ${DEMO_FACTORY}/${source} failed; see the log above\n`);
+      continue;
+    }
+    const { state } = await loadFetchState('lake', fetchStateKey(DEMO_FACTORY, source));
+    keys.push(...new Set(Object.values(state.files).map((f) => f.key)));
+  }
+  return keys;
 }
 
 /** Waits (up to a minute) until the warehouse reports every key complete; returns how many are. */

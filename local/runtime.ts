@@ -10,13 +10,14 @@ import { logger } from '../functions/core/logger.js';
 import { invocationFinished, metrics, registry } from '../functions/core/telemetry.js';
 import { accountingFactory } from '../functions/etl/factories.js';
 import { manifestKey } from '../functions/etl/lake-keys.js';
-import { type FunctionName, type QueueName, topology } from '../topology/topology.js';
+import { type FunctionName, type FunctionSpec, type QueueName, topology } from '../topology/topology.js';
 import { type Emulator, startS3, startSqs } from './emulators.js';
 import { EventSource } from './event-source.js';
 import { invokeFunction, type LambdaHandler, loadFunctions } from './functions.js';
 import { json, type Route, startHttpServer } from './http-server.js';
 import { NotificationRouter } from './notifications.js';
 import { dlqUrl, ensureBuckets, ensureQueues, localS3, localSqs } from './resources.js';
+import { scheduledEvent, startSchedule } from './scheduler.js';
 import { exportFunctionEnv, type LocalSettings, localSettings } from './settings.js';
 
 export interface Runtime {
@@ -42,6 +43,7 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
   const settings = localSettings();
   const emulators: Emulator[] = [];
   const sources: EventSource[] = [];
+  const sourceNames: FunctionName[] = [];
   let server: Server | undefined;
   const s3 = localS3(settings);
   const sqs = localSqs(settings);
@@ -76,11 +78,19 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
         invocationFinished(fn, outcome, ms),
       );
 
-    for (const [name, spec] of Object.entries(topology.functions) as [
-      FunctionName,
-      (typeof topology.functions)[FunctionName],
-    ][]) {
-      const queueUrl = queueUrls[spec.trigger.queue];
+    const stopSchedules: (() => void)[] = [];
+    for (const [name, spec] of Object.entries(topology.functions) as [FunctionName, FunctionSpec][]) {
+      const trigger = spec.trigger;
+      if ('schedule' in trigger) {
+        // Scheduled functions: croner fires the same expression EventBridge Scheduler would.
+        stopSchedules.push(
+          startSchedule(trigger.schedule, (at) => {
+            invoke(name, scheduledEvent(at, name)).catch(() => undefined);
+          }),
+        );
+        continue;
+      }
+      const queueUrl = queueUrls[trigger.queue];
       const attrs = await sqs.send(
         new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['QueueArn'] }),
       );
@@ -89,14 +99,15 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
         queueUrl,
         queueArn: attrs.Attributes?.QueueArn ?? '',
         region: settings.AWS_REGION,
-        batchSize: spec.trigger.batchSize,
-        batchWindowSeconds: spec.trigger.batchWindowSeconds,
-        fifo: topology.queues[spec.trigger.queue].fifo,
+        batchSize: trigger.batchSize,
+        batchWindowSeconds: trigger.batchWindowSeconds,
+        fifo: topology.queues[trigger.queue].fifo,
         retryDelaySeconds: settings.LOCAL_RETRY_DELAY_SECONDS,
         invoke: (event) => invoke(name, event),
       });
       source.start();
       sources.push(source);
+      sourceNames.push(name);
     }
 
     const queueDepths = async () => {
@@ -131,6 +142,7 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
       queueDepths,
       url: `http://127.0.0.1:${settings.RUNTIME_PORT}`,
       async stop() {
+        for (const stopSchedule of stopSchedules) stopSchedule();
         await Promise.all(sources.map((s) => s.stop()));
         await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
         server?.closeAllConnections();
@@ -154,7 +166,7 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
           (e: Error) => (parts.sqs = `down: ${e.message}`),
         );
         sources.forEach((s, i) => {
-          parts[`function:${[...functions.keys()][i]}`] = s.isRunning ? 'up' : 'stopped';
+          parts[`function:${sourceNames[i]}`] = s.isRunning ? 'up' : 'stopped';
         });
         const ok = Object.values(parts).every((v) => v === 'up');
         return json(ok ? 200 : 503, { status: ok ? 'ok' : 'degraded', parts });

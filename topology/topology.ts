@@ -4,8 +4,8 @@
  */
 
 export type BucketName = 'raw' | 'lake' | 'warehouse';
-export type QueueName = 'etl' | 'enrich' | 'warehouse';
-export type FunctionName = 'etl' | 'enrich' | 'warehouse';
+export type QueueName = 'fetch' | 'etl' | 'enrich' | 'warehouse';
+export type FunctionName = 'schedule' | 'fetch' | 'etl' | 'enrich' | 'warehouse';
 
 export interface QueueSpec {
   /** FIFO queues keep one message group in order: the warehouse has exactly one writer. */
@@ -31,7 +31,10 @@ export interface FunctionSpec {
   timeoutSeconds: number;
   /** Ephemeral `/tmp` storage in MB. */
   storageMB: number;
-  trigger: { queue: QueueName; batchSize: number; batchWindowSeconds: number };
+  trigger:
+    | { queue: QueueName; batchSize: number; batchWindowSeconds: number }
+    /** An EventBridge Scheduler expression: `rate(…)` or `cron(…)`. */
+    | { schedule: string };
   /**
    * Every resource the function touches besides its trigger; used for SST links (least privilege).
    * Queues listed here are ones the function sends to.
@@ -42,6 +45,8 @@ export interface FunctionSpec {
 export const topology = {
   buckets: ['raw', 'lake', 'warehouse'] as const satisfies readonly BucketName[],
   queues: {
+    // One message per factory source and run; fetch has a 15-minute budget (6× for the visibility timeout).
+    fetch: { fifo: false, visibilityTimeoutSeconds: 5400, maxReceiveCount: 5 },
     etl: { fifo: false, visibilityTimeoutSeconds: 1800, maxReceiveCount: 3 },
     enrich: { fifo: false, visibilityTimeoutSeconds: 1800, maxReceiveCount: 3 },
     // FIFO, one message group: the warehouse file has exactly one writer at a time.
@@ -65,6 +70,25 @@ export const topology = {
     },
   ] satisfies NotificationSpec[],
   functions: {
+    // Every minute; each source's own cron in factories.yaml decides whether it is due.
+    schedule: {
+      handler: 'schedule',
+      memoryMB: 256,
+      timeoutSeconds: 60,
+      storageMB: 512,
+      trigger: { schedule: 'rate(1 minute)' },
+      links: { buckets: [], queues: ['fetch'] },
+    },
+    fetch: {
+      handler: 'fetch',
+      memoryMB: 1024,
+      timeoutSeconds: 900,
+      storageMB: 10240,
+      // One source per invocation: a slow or failing source never holds up another.
+      trigger: { queue: 'fetch', batchSize: 1, batchWindowSeconds: 0 },
+      // writes raw/, keeps its state in the lake, enqueues its own continuation
+      links: { buckets: ['raw', 'lake'], queues: ['fetch'] },
+    },
     etl: {
       handler: 'etl',
       memoryMB: 2048,

@@ -18,6 +18,7 @@ const envSchema = z.object({
   BUCKET_RAW: z.string().min(1).default('raw'),
   BUCKET_LAKE: z.string().min(1).default('lake'),
   BUCKET_WAREHOUSE: z.string().min(1).default('warehouse'),
+  QUEUE_URL_FETCH: z.string().optional(),
   QUEUE_URL_ETL: z.string().optional(),
   QUEUE_URL_ENRICH: z.string().optional(),
   QUEUE_URL_WAREHOUSE: z.string().optional(),
@@ -52,6 +53,7 @@ export const runtimeConfig = {
     string
   >,
   queueUrls: {
+    fetch: env.QUEUE_URL_FETCH,
     etl: env.QUEUE_URL_ETL,
     enrich: env.QUEUE_URL_ENRICH,
     warehouse: env.QUEUE_URL_WAREHOUSE,
@@ -62,3 +64,11 @@ export const runtimeConfig = {
 };
 
 export type RuntimeConfig = typeof runtimeConfig;
+
+/**
+ * A source credential by name (`{ secret: NAME }` in factories.yaml). Locally it is the environment
+ * variable of that name; deployed, SST exposes each linked `sst.Secret` the same way.
+ */
+export function secretValue(name: string): string | undefined {
+  return process.env[name];
+}

@@ -67,6 +67,24 @@ export const metrics = {
     buckets: [0.5, 1, 2, 3, 5, 10, 30, 60, 120, 300, 900, 3600],
     registers: [registry],
   }),
+  fetchedFiles: new Counter({
+    name: `${PREFIX}fetched_files_total`,
+    help: 'Files handled by fetch, per factory, source and outcome (fetched, duplicate, unstable).',
+    labelNames: ['factory', 'source', 'outcome'] as const,
+    registers: [registry],
+  }),
+  fetchedBytes: new Counter({
+    name: `${PREFIX}fetched_bytes_total`,
+    help: 'Bytes fetched into the raw bucket, per factory and source.',
+    labelNames: ['factory', 'source'] as const,
+    registers: [registry],
+  }),
+  fetchErrors: new Counter({
+    name: `${PREFIX}fetch_errors_total`,
+    help: 'Failed fetch runs, per factory, source and kind (unreachable, auth, protocol, transfer, config).',
+    labelNames: ['factory', 'source', 'kind'] as const,
+    registers: [registry],
+  }),
   invocations: new Counter({
     name: `${PREFIX}function_invocations_total`,
     help: 'Function invocations by function and outcome (ok, partial, error).',
@@ -134,6 +152,33 @@ export function warehouseLoaded(stats: {
   logger.info(
     { stage: 'warehouse', ...stats, lagSeconds: undefined, maxLagSeconds: Math.max(0, ...stats.lagSeconds) },
     'warehouse batch loaded',
+  );
+}
+
+/** A fetch run finished. */
+export function sourceFetched(result: {
+  source: string;
+  fetched: string[];
+  duplicates: number;
+  unstable: number;
+  alreadyFetched: number;
+  bytes: number;
+  continued: boolean;
+}): void {
+  const [factory = '', source = ''] = result.source.split('/');
+  metrics.fetchedFiles.inc({ factory, source, outcome: 'fetched' }, result.fetched.length);
+  metrics.fetchedFiles.inc({ factory, source, outcome: 'duplicate' }, result.duplicates);
+  metrics.fetchedFiles.inc({ factory, source, outcome: 'unstable' }, result.unstable);
+  metrics.fetchedBytes.inc({ factory, source }, result.bytes);
+  logger.info({ stage: 'fetch', ...result, fetched: result.fetched.length }, `fetch ${result.source}`);
+}
+
+/** A fetch run failed; the message will be retried. */
+export function fetchFailed(factory: string, source: string, kind: string, err: Error): void {
+  metrics.fetchErrors.inc({ factory, source, kind });
+  logger.error(
+    { stage: 'fetch', factory, source, error_code: `fetch-${kind}`, err: err.message },
+    `fetch ${factory}/${source} failed`,
   );
 }
 

@@ -144,7 +144,10 @@ const sourceSchema = z.discriminatedUnion('type', [
       password: secretRef.optional(),
       privateKey: secretRef.optional(),
       /** Pin the server's host key: `SHA256:<base64>` as printed by `ssh-keygen -lf`. */
-      hostKey: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}=?$/, 'expected SHA256:<base64> (ssh-keygen -lf)').optional(),
+      hostKey: z
+        .string()
+        .regex(/^SHA256:[A-Za-z0-9+/]{43}=?$/, 'expected SHA256:<base64> (ssh-keygen -lf)')
+        .optional(),
       dir: z.string().min(1).default('.'),
       recursive: z.boolean().default(false),
     })
@@ -252,10 +255,20 @@ export function parseFactories(text: string, file: string): FactoriesConfig {
   for (const [id, f] of Object.entries(parsed.data.factories)) {
     const ids = new Set<string>();
     f.sources.forEach((src, i) => {
-      if (ids.has(src.id)) throw new ConfigError(file, `factories.${id}.sources[${i}].id: "${src.id}" is used twice`);
+      if (ids.has(src.id))
+        throw new ConfigError(file, `factories.${id}.sources[${i}].id: "${src.id}" is used twice`);
       ids.add(src.id);
+      if (src.type === 'http' && src.afterFetch === 'delete') {
+        throw new ConfigError(
+          file,
+          `factories.${id}.sources[${i}].afterFetch: delete is not supported for http sources`,
+        );
+      }
       if (src.type === 'sftp' && !src.password && !src.privateKey) {
-        throw new ConfigError(file, `factories.${id}.sources[${i}]: sftp needs password or privateKey (a secret name)`);
+        throw new ConfigError(
+          file,
+          `factories.${id}.sources[${i}]: sftp needs password or privateKey (a secret name)`,
+        );
       }
     });
     f.files.forEach((rule, i) => {

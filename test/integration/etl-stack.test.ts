@@ -228,6 +228,7 @@ describe('runtime HTTP API', () => {
       parts: {
         s3: 'up',
         sqs: 'up',
+        'function:fetch': 'up',
         'function:etl': 'up',
         'function:enrich': 'up',
         'function:warehouse': 'up',

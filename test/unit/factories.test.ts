@@ -80,3 +80,82 @@ describe('topology routes', () => {
     expect(routesFor('warehouse', 'telemetry.duckdb', 'ObjectCreated:Put')).toEqual([]);
   });
 });
+
+describe('fetch sources', () => {
+  it.each([
+    [
+      'a plain-text password',
+      '      - { id: s, type: sftp, host: h, user: u, password: hunter2 }\n',
+      /sources\[0\]\.password/,
+    ],
+    [
+      'sftp without credentials',
+      '      - { id: s, type: sftp, host: h, user: u }\n',
+      /sftp needs password or privateKey/,
+    ],
+    [
+      'a duplicate source id',
+      '      - { id: s, type: s3, bucket: b }\n      - { id: s, type: s3, bucket: c }\n',
+      /"s" is used twice/,
+    ],
+    [
+      'a bad cron',
+      "      - { id: s, type: s3, bucket: b, schedule: 'every day' }\n",
+      /not a cron expression/,
+    ],
+    [
+      'a malformed host key pin',
+      '      - { id: s, type: sftp, host: h, user: u, password: { secret: P }, hostKey: md5 }\n',
+      /SHA256:<base64>/,
+    ],
+    [
+      'delete after fetch over http',
+      "      - { id: s, type: http, url: 'http://h/files', afterFetch: delete }\n",
+      /not supported for http/,
+    ],
+  ])('rejects %s', (_n, sources, message) => {
+    expect(() =>
+      parseFactories(`version: 1\nfactories:\n  a:\n    name: A\n    sources:\n${sources}`, 'f.yaml'),
+    ).toThrowError(message);
+  });
+});
+
+describe('remote names become safe raw keys', () => {
+  it.each([
+    ['plain.log', 'f/2024/05/06/plain.log'],
+    ['../../etc/passwd', 'f/2024/05/06/etc/passwd'],
+    ['/abs/path/x.log', 'f/2024/05/06/abs/path/x.log'],
+    ['a\u0000b\u001f\u007fc.log', 'f/2024/05/06/abc.log'],
+    ['dir\\..\\x.log', 'f/2024/05/06/dir/x.log'],
+    ['..', 'f/2024/05/06/unnamed'],
+    ['we?ird*na|me.log', 'f/2024/05/06/we_ird_na_me.log'],
+  ])('%j → %s', async (remote, key) => {
+    const { fetchedKey } = await import('../../functions/fetch/remote-keys.js');
+    expect(fetchedKey('f', new Date('2024-05-06T12:00:00Z'), remote)).toBe(key);
+  });
+});
+
+describe('schedule', () => {
+  it('enqueues enabled sources whose cron is due, in the factory time zone', async () => {
+    const { dueSources } = await import('../../functions/fetch/due-sources.js');
+    const config = parseFactories(
+      `version: 1\nfactories:\n  a:\n    name: A\n    timezone: Europe/Berlin\n    sources:\n      - { id: hourly, type: s3, bucket: b, schedule: '0 * * * *' }\n      - { id: nine, type: s3, bucket: b, schedule: '0 9 * * *' }\n      - { id: off, type: s3, bucket: b, schedule: '* * * * *', enabled: false }\n`,
+      'f.yaml',
+    );
+    // 08:00:20 UTC = 09:00 in Berlin (CET)
+    expect(dueSources(config, new Date('2024-01-02T08:00:20Z')).map((m) => m.source)).toEqual([
+      'hourly',
+      'nine',
+    ]);
+    expect(dueSources(config, new Date('2024-01-02T08:30:00Z'))).toEqual([]);
+  });
+
+  it('turns EventBridge Scheduler expressions into cron patterns for the local runtime', async () => {
+    const { schedulerToCron } = await import('../../local/scheduler.js');
+    expect(schedulerToCron('rate(1 minute)')).toBe('* * * * *');
+    expect(schedulerToCron('rate(15 minutes)')).toBe('*/15 * * * *');
+    expect(schedulerToCron('rate(2 hours)')).toBe('0 */2 * * *');
+    expect(schedulerToCron('cron(0/10 8-17 ? * MON-FRI *)')).toBe('0-59/10 8-17 * * MON-FRI');
+    expect(() => schedulerToCron('every minute')).toThrow(/not a scheduler expression/);
+  });
+});

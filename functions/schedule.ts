@@ -1,0 +1,30 @@
+import { SendMessageBatchCommand } from '@aws-sdk/client-sqs';
+import middy from '@middy/core';
+import type { ScheduledEvent } from 'aws-lambda';
+import { runtimeConfig } from './core/config.js';
+import { logger } from './core/logger.js';
+import { sqs } from './core/sqs.js';
+import { loadFactories } from './etl/factories.js';
+import { dueSources } from './fetch/due-sources.js';
+
+const factories = loadFactories(runtimeConfig.configPath);
+
+/** Every minute: one fetch message per enabled source whose cron is due now. */
+export async function scheduleSources(event: Pick<ScheduledEvent, 'time'>): Promise<{ enqueued: number }> {
+  const queueUrl = runtimeConfig.queueUrls.fetch;
+  if (!queueUrl) throw new Error('QUEUE_URL_FETCH is not set');
+  const due = dueSources(factories, new Date(event.time));
+  for (let i = 0; i < due.length; i += 10) {
+    await sqs().send(
+      new SendMessageBatchCommand({
+        QueueUrl: queueUrl,
+        Entries: due.slice(i, i + 10).map((m, j) => ({ Id: String(j), MessageBody: JSON.stringify(m) })),
+      }),
+    );
+  }
+  if (due.length > 0)
+    logger.info({ stage: 'schedule', due: due.map((m) => `${m.factory}/${m.source}`) }, 'sources enqueued');
+  return { enqueued: due.length };
+}
+
+export const handler = middy(scheduleSources);
