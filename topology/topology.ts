@@ -111,8 +111,8 @@ export const topology = {
       memoryMB: 3008,
       timeoutSeconds: 900,
       storageMB: 10240,
-      // FIFO event sources take at most 10 messages per batch.
-      trigger: { queue: 'warehouse', batchSize: 10, batchWindowSeconds: 2 },
+      // FIFO event sources take at most 10 messages per batch and no batching window.
+      trigger: { queue: 'warehouse', batchSize: 10, batchWindowSeconds: 0 },
       links: { buckets: ['lake', 'warehouse'], queues: [] },
     },
   } satisfies Record<FunctionName, FunctionSpec>,
@@ -143,4 +143,10 @@ export function routesFor(bucket: string, key: string, eventName: string): Notif
       key.startsWith((n.filter as { prefix?: string }).prefix ?? '') &&
       key.endsWith((n.filter as { suffix?: string }).suffix ?? ''),
   );
+}
+
+/** The name a resource has in SST (and in `Resource.<name>` inside a deployed function). */
+export function linkName(kind: 'bucket' | 'queue' | 'dlq', name: string): string {
+  const pascal = name.replace(/(^|[-_.])([a-z0-9])/g, (_m, _sep, c: string) => c.toUpperCase());
+  return kind === 'bucket' ? pascal : kind === 'queue' ? `${pascal}Queue` : `${pascal}Dlq`;
 }

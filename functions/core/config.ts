@@ -1,8 +1,21 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Resource } from 'sst/resource';
 import { z } from 'zod';
-import type { BucketName, QueueName } from '../../topology/topology.js';
+import { type BucketName, linkName, type QueueName } from '../../topology/topology.js';
 import { ConfigError } from './errors.js';
+
+/**
+ * A linked SST resource's property (`Resource.Raw.name`, `Resource.EtlQueue.url`, a secret's `value`)
+ * when running deployed; `undefined` locally, where nothing is linked.
+ */
+function linked(name: string, property: 'name' | 'url' | 'value'): string | undefined {
+  try {
+    return (Resource as unknown as Record<string, Record<string, string> | undefined>)[name]?.[property];
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * The one place that reads the process environment. Parsed once, at import, so a typo fails at start-up
@@ -44,19 +57,25 @@ function parseEnv() {
 
 const env = parseEnv();
 
+const bucket = (name: BucketName, local: string) => linked(linkName('bucket', name), 'name') ?? local;
+const queueUrl = (name: QueueName, local: string | undefined) =>
+  linked(linkName('queue', name), 'url') ?? local;
+
+/** Resource names and endpoints: from SST's links when deployed, from the local runtime's environment otherwise. */
 export const runtimeConfig = {
   region: env.AWS_REGION,
   s3Endpoint: env.S3_ENDPOINT,
   sqsEndpoint: env.SQS_ENDPOINT,
-  buckets: { raw: env.BUCKET_RAW, lake: env.BUCKET_LAKE, warehouse: env.BUCKET_WAREHOUSE } satisfies Record<
-    BucketName,
-    string
-  >,
+  buckets: {
+    raw: bucket('raw', env.BUCKET_RAW),
+    lake: bucket('lake', env.BUCKET_LAKE),
+    warehouse: bucket('warehouse', env.BUCKET_WAREHOUSE),
+  } satisfies Record<BucketName, string>,
   queueUrls: {
-    fetch: env.QUEUE_URL_FETCH,
-    etl: env.QUEUE_URL_ETL,
-    enrich: env.QUEUE_URL_ENRICH,
-    warehouse: env.QUEUE_URL_WAREHOUSE,
+    fetch: queueUrl('fetch', env.QUEUE_URL_FETCH),
+    etl: queueUrl('etl', env.QUEUE_URL_ETL),
+    enrich: queueUrl('enrich', env.QUEUE_URL_ENRICH),
+    warehouse: queueUrl('warehouse', env.QUEUE_URL_WAREHOUSE),
   } satisfies Record<QueueName, string | undefined>,
   configPath: env.PIPELINE_CONFIG,
   tmpDir: env.PIPELINE_TMP,
@@ -67,8 +86,8 @@ export type RuntimeConfig = typeof runtimeConfig;
 
 /**
  * A source credential by name (`{ secret: NAME }` in factories.yaml). Locally it is the environment
- * variable of that name; deployed, SST exposes each linked `sst.Secret` the same way.
+ * variable of that name; deployed, the linked `sst.Secret` of that name.
  */
 export function secretValue(name: string): string | undefined {
-  return process.env[name];
+  return linked(name, 'value') ?? process.env[name];
 }

@@ -332,3 +332,16 @@ export function ruleForKey(factory: Factory, key: string): FileRule | undefined 
     return globs.some((g) => picomatch(g, { basename: !g.includes('/'), dot: true })(below));
   });
 }
+
+/** Every secret name the sources refer to (for SST: one `sst.Secret` each, linked to fetch). */
+export function secretNames(config: FactoriesConfig): string[] {
+  const names = new Set<string>();
+  for (const factory of config.factories.values()) {
+    for (const source of factory.sources) {
+      for (const value of Object.values(source)) {
+        if (value && typeof value === 'object' && 'secret' in value) names.add((value as SecretRef).secret);
+      }
+    }
+  }
+  return [...names].sort();
+}

@@ -1,0 +1,106 @@
+/**
+ * Every AWS resource of the pipeline, built from the shared topology (`topology/topology.ts`) — the
+ * declaration the local runtime runs — so local and deployed cannot drift. `test/unit/stacks.test.ts`
+ * runs this against recording fakes of the `sst` globals and compares it with the topology.
+ */
+import { join } from 'node:path';
+import { loadFactories, secretNames } from '../functions/etl/factories.js';
+import {
+  type BucketName,
+  type FunctionName,
+  type FunctionSpec,
+  linkName,
+  type QueueName,
+  topology,
+} from '../topology/topology.js';
+
+/** Dependencies with native code are installed in the function package, not bundled. */
+const NATIVE = ['@duckdb/node-api'];
+/** Where `copyFiles` puts the config folder in the function package. */
+const CONFIG_IN_LAMBDA = '/var/task/config';
+
+export function pipeline() {
+  const buckets = Object.fromEntries(
+    topology.buckets.map((name) => [name, new sst.aws.Bucket(linkName('bucket', name))]),
+  ) as Record<BucketName, sst.aws.Bucket>;
+
+  const queues = {} as Record<QueueName, sst.aws.Queue>;
+  const dlqs = {} as Record<QueueName, sst.aws.Queue>;
+  for (const [name, spec] of Object.entries(topology.queues) as [
+    QueueName,
+    (typeof topology.queues)[QueueName],
+  ][]) {
+    dlqs[name] = new sst.aws.Queue(linkName('dlq', name), { fifo: spec.fifo });
+    queues[name] = new sst.aws.Queue(linkName('queue', name), {
+      fifo: spec.fifo,
+      visibilityTimeout: `${spec.visibilityTimeoutSeconds} seconds`,
+      dlq: { queue: dlqs[name].arn, retry: spec.maxReceiveCount },
+    });
+  }
+
+  // One notify() per bucket: S3 keeps a single notification configuration per bucket.
+  for (const bucket of topology.buckets) {
+    const routes = topology.notifications.filter((n) => n.bucket === bucket);
+    if (routes.length === 0) continue;
+    buckets[bucket].notify({
+      notifications: routes.map((route, i) => {
+        const filter = route.filter as { prefix?: string; suffix?: string };
+        return {
+          name: `${linkName('bucket', bucket)}To${linkName('queue', route.queue)}${i}`,
+          queue: queues[route.queue],
+          events: [...route.events] as 's3:ObjectCreated:*'[],
+          ...(filter.prefix ? { filterPrefix: filter.prefix } : {}),
+          ...(filter.suffix ? { filterSuffix: filter.suffix } : {}),
+        };
+      }),
+    });
+  }
+
+  // Source credentials: one SST secret per name factories.yaml refers to, linked to fetch only.
+  const secrets = secretNames(loadFactories(join(process.cwd(), 'config'))).map(
+    (name) => new sst.Secret(name),
+  );
+
+  const functionArgs = (name: FunctionName, spec: FunctionSpec) => ({
+    handler: `functions/${spec.handler}.handler`,
+    runtime: 'nodejs22.x' as const,
+    architecture: 'arm64' as const,
+    memory: `${spec.memoryMB} MB` as const,
+    timeout: `${spec.timeoutSeconds} seconds` as const,
+    storage: `${spec.storageMB} MB` as const,
+    link: [
+      ...spec.links.buckets.map((b) => buckets[b]),
+      ...spec.links.queues.map((q) => queues[q]),
+      ...(name === 'fetch' ? secrets : []),
+    ],
+    copyFiles: [{ from: 'config', to: 'config' }],
+    environment: { PIPELINE_CONFIG: CONFIG_IN_LAMBDA, PUSHGATEWAY_URL: process.env.PUSHGATEWAY_URL ?? '' },
+    nodejs: { install: NATIVE },
+  });
+
+  for (const [name, spec] of Object.entries(topology.functions) as [FunctionName, FunctionSpec][]) {
+    const trigger = spec.trigger;
+    if ('schedule' in trigger) {
+      new sst.aws.CronV2(linkName('bucket', name), {
+        schedule: trigger.schedule as `rate(${string})`,
+        function: functionArgs(name, spec),
+      });
+    } else {
+      queues[trigger.queue].subscribe(functionArgs(name, spec), {
+        batch: {
+          size: trigger.batchSize,
+          ...(trigger.batchWindowSeconds > 0
+            ? { window: `${trigger.batchWindowSeconds} seconds` as const }
+            : {}),
+          partialResponses: true,
+        },
+      });
+    }
+  }
+
+  return {
+    rawBucket: buckets.raw.name,
+    lakeBucket: buckets.lake.name,
+    warehouseBucket: buckets.warehouse.name,
+  };
+}

@@ -1,0 +1,240 @@
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { loadFactories, secretNames } from '../../functions/etl/factories.js';
+import {
+  dlqResourceName,
+  type FunctionName,
+  type FunctionSpec,
+  linkName,
+  type QueueName,
+  topology,
+} from '../../topology/topology.js';
+
+/**
+ * The contract between the topology and the SST stacks: run `stacks/pipeline.ts` against recording
+ * fakes of SST's globals and compare what it declares with what the topology (which the local runtime
+ * runs) says. A queue's batch size or a filter changed in one place shows up in both.
+ */
+interface Recorded {
+  buckets: string[];
+  queues: Record<
+    string,
+    { fifo?: boolean; visibilityTimeout?: string; dlq?: { queue: string; retry: number } }
+  >;
+  notify: Record<
+    string,
+    { name: string; queue: string; events: string[]; filterPrefix?: string; filterSuffix?: string }[][]
+  >;
+  subscribers: Record<string, { fn: Record<string, unknown>; args: { batch: Record<string, unknown> } }[]>;
+  crons: Record<string, { schedule: string; function: Record<string, unknown> }>;
+  secrets: string[];
+}
+
+let rec: Recorded;
+
+function installFakes() {
+  rec = { buckets: [], queues: {}, notify: {}, subscribers: {}, crons: {}, secrets: [] };
+  class Bucket {
+    name: string;
+    constructor(readonly id: string) {
+      this.name = `bucket:${id}`;
+      rec.buckets.push(id);
+    }
+    notify(args: { notifications: { queue: { id: string } }[] }) {
+      rec.notify[this.id] ??= [];
+      rec.notify[this.id]!.push(args.notifications.map((n) => ({ ...n, queue: n.queue.id })) as never);
+    }
+  }
+  class Queue {
+    arn: string;
+    constructor(
+      readonly id: string,
+      args: Recorded['queues'][string],
+    ) {
+      this.arn = `arn:queue:${id}`;
+      rec.queues[id] = args;
+    }
+    subscribe(fn: Record<string, unknown>, args: { batch: Record<string, unknown> }) {
+      rec.subscribers[this.id] ??= [];
+      rec.subscribers[this.id]!.push({ fn, args });
+    }
+  }
+  class CronV2 {
+    constructor(id: string, args: Recorded['crons'][string]) {
+      rec.crons[id] = args;
+    }
+  }
+  class Secret {
+    constructor(readonly id: string) {
+      rec.secrets.push(id);
+    }
+  }
+  Object.assign(globalThis, { sst: { aws: { Bucket, Queue, CronV2 }, Secret } });
+}
+
+async function runStacks() {
+  installFakes();
+  // A computed path keeps the main tsconfig from type-checking stacks/ without SST's globals;
+  // `npm run typecheck` checks it against SST's real types (tsconfig.sst.json).
+  const path = ['..', '..', 'stacks', 'pipeline.ts'].join('/');
+  const { pipeline } = (await import(/* @vite-ignore */ path)) as { pipeline: () => unknown };
+  return pipeline();
+}
+
+const linkedIds = (fn: Record<string, unknown>) => (fn.link as { id: string }[]).map((l) => l.id).sort();
+const functions = Object.entries(topology.functions) as [FunctionName, FunctionSpec][];
+
+/** Buckets and queues a function's code uses: `buckets.X` / `queueUrls.X` in its handler's import graph. */
+function usedResources(handler: string): { buckets: Set<string>; queues: Set<string> } {
+  const root = resolve(import.meta.dirname, '..', '..', 'functions');
+  const seen = new Set<string>();
+  const out = { buckets: new Set<string>(), queues: new Set<string>() };
+  const visit = (file: string) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    const text = readFileSync(file, 'utf8');
+    for (const m of text.matchAll(/buckets\.(raw|lake|warehouse)\b/g)) out.buckets.add(m[1]!);
+    for (const m of text.matchAll(/queueUrls\.(fetch|etl|enrich|warehouse)\b/g)) out.queues.add(m[1]!);
+    for (const m of text.matchAll(/from '(\.[^']+)\.js'/g)) visit(resolve(dirname(file), `${m[1]}.ts`));
+  };
+  visit(join(root, `${handler}.ts`));
+  return out;
+}
+
+describe('SST stacks = topology', () => {
+  beforeEach(runStacks);
+  afterEach(() => {
+    Reflect.deleteProperty(globalThis, 'sst');
+  });
+
+  it('declares exactly the topology buckets', () => {
+    expect(rec.buckets.sort()).toEqual(topology.buckets.map((b) => linkName('bucket', b)).sort());
+  });
+
+  it('declares every queue with its DLQ, FIFO-ness, visibility timeout and maxReceiveCount', () => {
+    const expected = Object.entries(topology.queues).flatMap(([name]) => [
+      linkName('queue', name),
+      linkName('dlq', name),
+    ]);
+    expect(Object.keys(rec.queues).sort()).toEqual(expected.sort());
+    for (const [name, spec] of Object.entries(topology.queues) as [
+      QueueName,
+      (typeof topology.queues)[QueueName],
+    ][]) {
+      expect(rec.queues[linkName('queue', name)]).toEqual({
+        fifo: spec.fifo,
+        visibilityTimeout: `${spec.visibilityTimeoutSeconds} seconds`,
+        dlq: { queue: `arn:queue:${linkName('dlq', name)}`, retry: spec.maxReceiveCount },
+      });
+      expect(rec.queues[linkName('dlq', name)]).toEqual({ fifo: spec.fifo });
+      expect(dlqResourceName(name).endsWith('.fifo')).toBe(spec.fifo);
+    }
+  });
+
+  it('calls notify once per bucket, with the topology routes, events and filters', () => {
+    for (const bucket of topology.buckets) {
+      const routes = topology.notifications.filter((n) => n.bucket === bucket);
+      const calls = rec.notify[linkName('bucket', bucket)] ?? [];
+      expect(calls).toHaveLength(routes.length > 0 ? 1 : 0);
+      if (routes.length === 0) continue;
+      expect(
+        calls[0]!.map(({ queue, events, filterPrefix, filterSuffix }) => ({
+          queue,
+          events,
+          filterPrefix,
+          filterSuffix,
+        })),
+      ).toEqual(
+        routes.map((r) => ({
+          queue: linkName('queue', r.queue),
+          events: [...r.events],
+          filterPrefix: (r.filter as { prefix?: string }).prefix,
+          filterSuffix: (r.filter as { suffix?: string }).suffix,
+        })),
+      );
+    }
+  });
+
+  it.each(functions)(
+    'function %s: trigger, batching, size, runtime and packaging as in the topology',
+    (name, spec) => {
+      const fn =
+        'schedule' in spec.trigger
+          ? rec.crons[linkName('bucket', name)]!.function
+          : rec.subscribers[linkName('queue', spec.trigger.queue)]!.find(
+              (s) => s.fn.handler === `functions/${spec.handler}.handler`,
+            )!.fn;
+      expect(fn).toMatchObject({
+        handler: `functions/${spec.handler}.handler`,
+        memory: `${spec.memoryMB} MB`,
+        timeout: `${spec.timeoutSeconds} seconds`,
+        storage: `${spec.storageMB} MB`,
+        nodejs: { install: expect.arrayContaining(['@duckdb/node-api']) },
+      });
+      expect(Number(/^nodejs(\d+)\.x$/.exec(String(fn.runtime))?.[1])).toBeGreaterThanOrEqual(22);
+      if ('schedule' in spec.trigger) {
+        expect(rec.crons[linkName('bucket', name)]!.schedule).toBe(spec.trigger.schedule);
+      } else {
+        const sub = rec.subscribers[linkName('queue', spec.trigger.queue)]!.find((s) => s.fn === fn)!;
+        expect(sub.args.batch).toEqual({
+          size: spec.trigger.batchSize,
+          ...(spec.trigger.batchWindowSeconds > 0
+            ? { window: `${spec.trigger.batchWindowSeconds} seconds` }
+            : {}),
+          partialResponses: true,
+        });
+        // AWS: a queue's visibility timeout should be at least six times its subscriber's timeout.
+        expect(topology.queues[spec.trigger.queue].visibilityTimeoutSeconds).toBeGreaterThanOrEqual(
+          6 * spec.timeoutSeconds,
+        );
+      }
+    },
+  );
+
+  it.each(functions)(
+    'function %s is linked to exactly what its code uses (least privilege)',
+    (name, spec) => {
+      const fn =
+        'schedule' in spec.trigger
+          ? rec.crons[linkName('bucket', name)]!.function
+          : rec.subscribers[linkName('queue', spec.trigger.queue)]!.find(
+              (s) => s.fn.handler === `functions/${spec.handler}.handler`,
+            )!.fn;
+      const used = usedResources(spec.handler);
+      // A function reads the bucket whose notifications trigger it (the bucket comes in the event).
+      if ('queue' in spec.trigger) {
+        const q = spec.trigger.queue;
+        for (const n of topology.notifications) if (n.queue === q) used.buckets.add(n.bucket);
+      }
+      const secrets =
+        name === 'fetch' ? secretNames(loadFactories(join(import.meta.dirname, '..', '..', 'config'))) : [];
+      expect(linkedIds(fn)).toEqual(
+        [
+          ...[...used.buckets].map((b) => linkName('bucket', b)),
+          ...[...used.queues].map((q) => linkName('queue', q)),
+          ...secrets,
+        ].sort(),
+      );
+    },
+  );
+
+  it('creates one secret per name factories.yaml refers to, never a value', () => {
+    expect(rec.secrets.sort()).toEqual(
+      secretNames(loadFactories(join(import.meta.dirname, '..', '..', 'config'))),
+    );
+    expect(rec.secrets).toContain('DEMO_SFTP_PASSWORD');
+  });
+
+  it('a batch size changed in the topology changes the stacks (the runtime reads the same object)', async () => {
+    const etl = topology.functions.etl.trigger as { batchSize: number };
+    const before = etl.batchSize;
+    etl.batchSize = 7;
+    try {
+      await runStacks();
+      expect(rec.subscribers[linkName('queue', 'etl')]![0]!.args.batch.size).toBe(7);
+    } finally {
+      etl.batchSize = before;
+    }
+  });
+});
