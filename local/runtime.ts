@@ -81,6 +81,7 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
     const stopSchedules: (() => void)[] = [];
     for (const [name, spec] of Object.entries(topology.functions) as [FunctionName, FunctionSpec][]) {
       const trigger = spec.trigger;
+      if ('url' in trigger) continue; // served under /api by the HTTP server below
       if ('schedule' in trigger) {
         // Scheduled functions: croner fires the same expression EventBridge Scheduler would.
         stopSchedules.push(
@@ -212,6 +213,28 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
             { 'x-amz-function-error': 'Unhandled' },
           );
         }
+      },
+      async (req, body, url) => {
+        // The api function behind a Function URL-shaped event, as Lambda would call it.
+        if (!url.pathname.startsWith('/api/')) return undefined;
+        const event = {
+          version: '2.0',
+          rawPath: url.pathname.slice('/api'.length),
+          rawQueryString: url.search.slice(1),
+          queryStringParameters: Object.fromEntries(url.searchParams),
+          headers: Object.fromEntries(
+            Object.entries(req.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : (v ?? '')]),
+          ),
+          requestContext: { http: { method: req.method ?? 'GET', path: url.pathname } },
+          body: body.toString('utf8'),
+          isBase64Encoded: false,
+        };
+        const res = (await invoke('api', event)) as {
+          statusCode: number;
+          headers: Record<string, string>;
+          body: string;
+        };
+        return { status: res.statusCode, headers: res.headers, body: res.body };
       },
       ...extraRoutes(runtime),
     ];

@@ -78,9 +78,21 @@ export function pipeline() {
     nodejs: { install: NATIVE },
   });
 
+  // The query API's bearer token.
+  const apiToken = new sst.Secret('API_TOKEN');
+  let apiUrl: $util.Output<string> | undefined;
+
   for (const [name, spec] of Object.entries(topology.functions) as [FunctionName, FunctionSpec][]) {
     const trigger = spec.trigger;
-    if ('schedule' in trigger) {
+    if ('url' in trigger) {
+      const args = functionArgs(name, spec);
+      const api = new sst.aws.Function(linkName('bucket', name), {
+        ...args,
+        link: [...args.link, apiToken],
+        url: true,
+      });
+      apiUrl = api.url;
+    } else if ('schedule' in trigger) {
       new sst.aws.CronV2(linkName('bucket', name), {
         schedule: trigger.schedule as `rate(${string})`,
         function: functionArgs(name, spec),
@@ -102,5 +114,6 @@ export function pipeline() {
     rawBucket: buckets.raw.name,
     lakeBucket: buckets.lake.name,
     warehouseBucket: buckets.warehouse.name,
+    apiUrl,
   };
 }

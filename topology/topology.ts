@@ -5,7 +5,7 @@
 
 export type BucketName = 'raw' | 'lake' | 'warehouse';
 export type QueueName = 'fetch' | 'etl' | 'enrich' | 'warehouse';
-export type FunctionName = 'schedule' | 'fetch' | 'etl' | 'enrich' | 'warehouse';
+export type FunctionName = 'schedule' | 'fetch' | 'etl' | 'enrich' | 'warehouse' | 'api';
 
 export interface QueueSpec {
   /** FIFO queues keep one message group in order: the warehouse has exactly one writer. */
@@ -34,7 +34,9 @@ export interface FunctionSpec {
   trigger:
     | { queue: QueueName; batchSize: number; batchWindowSeconds: number }
     /** An EventBridge Scheduler expression: `rate(…)` or `cron(…)`. */
-    | { schedule: string };
+    | { schedule: string }
+    /** HTTP: a Lambda Function URL deployed, `/api/*` on the local runtime's port. */
+    | { url: true };
   /**
    * Every resource the function touches besides its trigger; used for SST links (least privilege).
    * Queues listed here are ones the function sends to.
@@ -114,6 +116,15 @@ export const topology = {
       // FIFO event sources take at most 10 messages per batch and no batching window.
       trigger: { queue: 'warehouse', batchSize: 10, batchWindowSeconds: 0 },
       links: { buckets: ['lake', 'warehouse'], queues: [] },
+    },
+    // The query API: reads a copy of the warehouse file.
+    api: {
+      handler: 'api',
+      memoryMB: 1536,
+      timeoutSeconds: 30,
+      storageMB: 4096,
+      trigger: { url: true },
+      links: { buckets: ['warehouse'], queues: [] },
     },
   } satisfies Record<FunctionName, FunctionSpec>,
 } as const;

@@ -77,6 +77,8 @@ export const runtimeConfig = {
     enrich: queueUrl('enrich', env.QUEUE_URL_ENRICH),
     warehouse: queueUrl('warehouse', env.QUEUE_URL_WAREHOUSE),
   } satisfies Record<QueueName, string | undefined>,
+  /** Running in AWS Lambda (set by the Lambda runtime), as opposed to the local runtime. */
+  deployed: process.env.AWS_LAMBDA_FUNCTION_NAME !== undefined,
   configPath: env.PIPELINE_CONFIG,
   tmpDir: env.PIPELINE_TMP,
   maxLineBytes: env.MAX_LINE_BYTES,

@@ -16,10 +16,16 @@ export class QueryError extends Error {
  * writer's. Values come back JSON-safe (BIGINT as string where it would lose precision).
  */
 export async function queryWarehouse(path: string, sql: string): Promise<QueryResult> {
-  const instance = await DuckDBInstance.create(path, { access_mode: 'READ_ONLY' });
+  // Read-only, and no access to files, network or extensions from SQL (no read_csv('/etc/…'), no
+  // COPY TO); locked so a query cannot SET it back.
+  const instance = await DuckDBInstance.create(path, {
+    access_mode: 'READ_ONLY',
+    enable_external_access: 'false',
+  });
   try {
     const c = await connectUtc(instance);
     try {
+      await c.run('SET lock_configuration = true');
       const reader = await c.runAndReadAll(sql).catch((err: Error) => {
         throw new QueryError(err.message, { cause: err });
       });

@@ -217,3 +217,47 @@ describe('the warehouse writer, crashing between load and upload', () => {
     ]);
   });
 });
+
+describe('the query API (api function behind /api on the runtime)', () => {
+  it('answers health openly and queries with the bearer token; refuses file access from SQL', async () => {
+    process.env.API_TOKEN = 'test-token';
+    try {
+      const health = await fetch(`${stack.runtime.url}/api/health`);
+      expect(health.status).toBe(200);
+      expect(await health.json()).toMatchObject({
+        status: 'ok',
+        warehouse: { eTag: expect.any(String), bytes: expect.any(Number) },
+      });
+      const post = (body: unknown, token?: string) =>
+        fetch(`${stack.runtime.url}/api/query`, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            ...(token ? { authorization: `Bearer ${token}` } : {}),
+          },
+          body: JSON.stringify(body),
+        });
+      expect((await post({ sql: 'select 1' })).status).toBe(401);
+      expect((await post({ sql: 'select 1' }, 'wrong')).status).toBe(401);
+      const ok = await post(
+        { sql: "select count(*) as n from readings where source_key like 'burst/%'" },
+        'test-token',
+      );
+      expect(ok.status).toBe(200);
+      expect(await ok.json()).toEqual({ columns: ['n'], rows: [{ n: '2000' }] });
+      const bad = await post({ sql: 'select * from no_such_table' }, 'test-token');
+      expect(bad.status).toBe(400);
+      expect(((await bad.json()) as { message: string }).message).toMatch(/no_such_table/);
+      const fileRead = await post({ sql: "select * from read_csv('/etc/passwd')" }, 'test-token');
+      expect(fileRead.status).toBe(400);
+      const write = await post({ sql: 'delete from readings' }, 'test-token');
+      expect(write.status).toBe(400);
+      const files = await fetch(`${stack.runtime.url}/api/files?limit=5`, {
+        headers: { authorization: 'Bearer test-token' },
+      });
+      expect(((await files.json()) as { rows: unknown[] }).rows).toHaveLength(5);
+    } finally {
+      delete process.env.API_TOKEN;
+    }
+  });
+});

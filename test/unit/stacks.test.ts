@@ -28,13 +28,14 @@ interface Recorded {
   >;
   subscribers: Record<string, { fn: Record<string, unknown>; args: { batch: Record<string, unknown> } }[]>;
   crons: Record<string, { schedule: string; function: Record<string, unknown> }>;
+  functions: Record<string, Record<string, unknown>>;
   secrets: string[];
 }
 
 let rec: Recorded;
 
 function installFakes() {
-  rec = { buckets: [], queues: {}, notify: {}, subscribers: {}, crons: {}, secrets: [] };
+  rec = { buckets: [], queues: {}, notify: {}, subscribers: {}, crons: {}, functions: {}, secrets: [] };
   class Bucket {
     name: string;
     constructor(readonly id: string) {
@@ -65,12 +66,18 @@ function installFakes() {
       rec.crons[id] = args;
     }
   }
+  class FunctionFake {
+    url = 'https://fn.example/';
+    constructor(id: string, args: Record<string, unknown>) {
+      rec.functions[id] = args;
+    }
+  }
   class Secret {
     constructor(readonly id: string) {
       rec.secrets.push(id);
     }
   }
-  Object.assign(globalThis, { sst: { aws: { Bucket, Queue, CronV2 }, Secret } });
+  Object.assign(globalThis, { sst: { aws: { Bucket, Queue, CronV2, Function: FunctionFake }, Secret } });
 }
 
 async function runStacks() {
@@ -80,6 +87,16 @@ async function runStacks() {
   const path = ['..', '..', 'stacks', 'pipeline.ts'].join('/');
   const { pipeline } = (await import(/* @vite-ignore */ path)) as { pipeline: () => unknown };
   return pipeline();
+}
+
+/** The function arguments the stacks declared for a topology function, whatever its trigger. */
+function declared(name: FunctionName, spec: FunctionSpec): Record<string, unknown> {
+  const t = spec.trigger;
+  if ('url' in t) return rec.functions[linkName('bucket', name)]!;
+  if ('schedule' in t) return rec.crons[linkName('bucket', name)]!.function;
+  return rec.subscribers[linkName('queue', t.queue)]!.find(
+    (s) => s.fn.handler === `functions/${spec.handler}.handler`,
+  )!.fn;
 }
 
 const linkedIds = (fn: Record<string, unknown>) => (fn.link as { id: string }[]).map((l) => l.id).sort();
@@ -159,12 +176,7 @@ describe('SST stacks = topology', () => {
   it.each(functions)(
     'function %s: trigger, batching, size, runtime and packaging as in the topology',
     (name, spec) => {
-      const fn =
-        'schedule' in spec.trigger
-          ? rec.crons[linkName('bucket', name)]!.function
-          : rec.subscribers[linkName('queue', spec.trigger.queue)]!.find(
-              (s) => s.fn.handler === `functions/${spec.handler}.handler`,
-            )!.fn;
+      const fn = declared(name, spec);
       expect(fn).toMatchObject({
         handler: `functions/${spec.handler}.handler`,
         memory: `${spec.memoryMB} MB`,
@@ -173,7 +185,9 @@ describe('SST stacks = topology', () => {
         nodejs: { install: expect.arrayContaining(['@duckdb/node-api']) },
       });
       expect(Number(/^nodejs(\d+)\.x$/.exec(String(fn.runtime))?.[1])).toBeGreaterThanOrEqual(22);
-      if ('schedule' in spec.trigger) {
+      if ('url' in spec.trigger) {
+        expect(fn.url).toBe(true);
+      } else if ('schedule' in spec.trigger) {
         expect(rec.crons[linkName('bucket', name)]!.schedule).toBe(spec.trigger.schedule);
       } else {
         const sub = rec.subscribers[linkName('queue', spec.trigger.queue)]!.find((s) => s.fn === fn)!;
@@ -195,20 +209,20 @@ describe('SST stacks = topology', () => {
   it.each(functions)(
     'function %s is linked to exactly what its code uses (least privilege)',
     (name, spec) => {
-      const fn =
-        'schedule' in spec.trigger
-          ? rec.crons[linkName('bucket', name)]!.function
-          : rec.subscribers[linkName('queue', spec.trigger.queue)]!.find(
-              (s) => s.fn.handler === `functions/${spec.handler}.handler`,
-            )!.fn;
+      const fn = declared(name, spec);
       const used = usedResources(spec.handler);
       // A function reads the bucket whose notifications trigger it (the bucket comes in the event).
       if ('queue' in spec.trigger) {
         const q = spec.trigger.queue;
         for (const n of topology.notifications) if (n.queue === q) used.buckets.add(n.bucket);
       }
+      // fetch gets the source credentials; api its bearer token.
       const secrets =
-        name === 'fetch' ? secretNames(loadFactories(join(import.meta.dirname, '..', '..', 'config'))) : [];
+        name === 'fetch'
+          ? secretNames(loadFactories(join(import.meta.dirname, '..', '..', 'config')))
+          : name === 'api'
+            ? ['API_TOKEN']
+            : [];
       expect(linkedIds(fn)).toEqual(
         [
           ...[...used.buckets].map((b) => linkName('bucket', b)),
@@ -221,7 +235,7 @@ describe('SST stacks = topology', () => {
 
   it('creates one secret per name factories.yaml refers to, never a value', () => {
     expect(rec.secrets.sort()).toEqual(
-      secretNames(loadFactories(join(import.meta.dirname, '..', '..', 'config'))),
+      ['API_TOKEN', ...secretNames(loadFactories(join(import.meta.dirname, '..', '..', 'config')))].sort(),
     );
     expect(rec.secrets).toContain('DEMO_SFTP_PASSWORD');
   });
