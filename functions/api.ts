@@ -4,6 +4,7 @@ import middy from '@middy/core';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { route } from './api/router.js';
 import { runtimeConfig, secretValue } from './core/config.js';
+import { metricsMiddleware } from './core/metrics-middleware.js';
 import { downloadIfChanged, headObject } from './core/s3.js';
 import { queryWarehouse } from './warehouse/query.js';
 import { WAREHOUSE_KEY } from './warehouse/warehouse-file.js';
@@ -42,4 +43,4 @@ export async function apiRequest(event: APIGatewayProxyEventV2) {
   );
 }
 
-export const handler = middy(apiRequest);
+export const handler = middy(apiRequest).use(metricsMiddleware('api'));

@@ -5,6 +5,7 @@ import type { SQSEvent, SQSRecord } from 'aws-lambda';
 import { runtimeConfig } from './core/config.js';
 import { openDuckDB } from './core/duckdb.js';
 import { logger } from './core/logger.js';
+import { metricsMiddleware } from './core/metrics-middleware.js';
 import { parseS3Notification } from './core/s3-event.js';
 import { sendToWarehouse } from './core/sqs.js';
 import { settleRecords } from './core/sqs-batch.js';
@@ -46,9 +47,11 @@ export async function enrichBatch(event: SQSEvent) {
   return settleRecords(event.Records, 2, enrichRecord);
 }
 
-export const handler = middy(enrichBatch).use(
-  sqsPartialBatchFailure({
-    logger: (reason: unknown, record: SQSRecord) =>
-      logger.error({ err: reason, messageId: record.messageId }, 'record failed; will retry'),
-  }),
-);
+export const handler = middy(enrichBatch)
+  .use(metricsMiddleware('enrich'))
+  .use(
+    sqsPartialBatchFailure({
+      logger: (reason: unknown, record: SQSRecord) =>
+        logger.error({ err: reason, messageId: record.messageId }, 'record failed; will retry'),
+    }),
+  );

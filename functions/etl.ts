@@ -5,6 +5,7 @@ import type { SQSEvent, SQSRecord } from 'aws-lambda';
 import { runtimeConfig } from './core/config.js';
 import { openDuckDB } from './core/duckdb.js';
 import { logger } from './core/logger.js';
+import { metricsMiddleware } from './core/metrics-middleware.js';
 import { parseS3Notification } from './core/s3-event.js';
 import { settleRecords } from './core/sqs-batch.js';
 import { fileProcessed } from './core/telemetry.js';
@@ -35,9 +36,11 @@ export async function etlBatch(event: SQSEvent) {
   return settleRecords(event.Records, 2, etlRecord);
 }
 
-export const handler = middy(etlBatch).use(
-  sqsPartialBatchFailure({
-    logger: (reason: unknown, record: SQSRecord) =>
-      logger.error({ err: reason, messageId: record.messageId }, 'record failed; will retry'),
-  }),
-);
+export const handler = middy(etlBatch)
+  .use(metricsMiddleware('etl'))
+  .use(
+    sqsPartialBatchFailure({
+      logger: (reason: unknown, record: SQSRecord) =>
+        logger.error({ err: reason, messageId: record.messageId }, 'record failed; will retry'),
+    }),
+  );

@@ -6,6 +6,7 @@ import type { Context, SQSEvent, SQSRecord } from 'aws-lambda';
 import { runtimeConfig, secretValue } from './core/config.js';
 import { MessageFormatError } from './core/errors.js';
 import { logger } from './core/logger.js';
+import { metricsMiddleware } from './core/metrics-middleware.js';
 import { sqs } from './core/sqs.js';
 import { settleRecords } from './core/sqs-batch.js';
 import { fetchFailed, sourceFetched } from './core/telemetry.js';
@@ -70,9 +71,11 @@ export async function fetchBatch(event: SQSEvent, context: Context) {
   return settleRecords(event.Records, 1, (record) => fetchRecord(record, context));
 }
 
-export const handler = middy(fetchBatch).use(
-  sqsPartialBatchFailure({
-    logger: (reason: unknown, record: SQSRecord) =>
-      logger.error({ err: reason, messageId: record.messageId }, 'fetch failed; will retry'),
-  }),
-);
+export const handler = middy(fetchBatch)
+  .use(metricsMiddleware('fetch'))
+  .use(
+    sqsPartialBatchFailure({
+      logger: (reason: unknown, record: SQSRecord) =>
+        logger.error({ err: reason, messageId: record.messageId }, 'fetch failed; will retry'),
+    }),
+  );

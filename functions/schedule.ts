@@ -3,6 +3,7 @@ import middy from '@middy/core';
 import type { ScheduledEvent } from 'aws-lambda';
 import { runtimeConfig } from './core/config.js';
 import { logger } from './core/logger.js';
+import { metricsMiddleware } from './core/metrics-middleware.js';
 import { sqs } from './core/sqs.js';
 import { loadFactories } from './etl/factories.js';
 import { dueSources } from './fetch/due-sources.js';
@@ -27,4 +28,4 @@ export async function scheduleSources(event: Pick<ScheduledEvent, 'time'>): Prom
   return { enqueued: due.length };
 }
 
-export const handler = middy(scheduleSources);
+export const handler = middy(scheduleSources).use(metricsMiddleware('schedule'));

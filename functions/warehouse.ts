@@ -4,6 +4,7 @@ import middy from '@middy/core';
 import type { SQSEvent } from 'aws-lambda';
 import { runtimeConfig } from './core/config.js';
 import { logger } from './core/logger.js';
+import { metricsMiddleware } from './core/metrics-middleware.js';
 import { warehouseLoaded } from './core/telemetry.js';
 import { type WarehouseMessage, warehouseMessageSchema } from './core/warehouse-message.js';
 import { bundledReference } from './enrich/reference.js';
@@ -56,4 +57,4 @@ export async function warehouseBatch(event: SQSEvent): Promise<void> {
   warehouseLoaded(stats);
 }
 
-export const handler = middy(warehouseBatch);
+export const handler = middy(warehouseBatch).use(metricsMiddleware('warehouse'));

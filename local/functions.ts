@@ -47,12 +47,14 @@ function recordCount(event: unknown): number {
   return Array.isArray(records) ? records.length : 1;
 }
 
-/** Invokes a handler with a context and writes one log line: function, records, outcome, ms. */
+/**
+ * Invokes a handler with a context and writes one log line: function, records, outcome, ms. (The
+ * handlers' own metrics middleware counts invocations, here as in Lambda.)
+ */
 export async function invokeFunction(
   name: FunctionName,
   handler: LambdaHandler,
   event: unknown,
-  observe?: InvocationObserver,
 ): Promise<unknown> {
   const started = performance.now();
   const records = recordCount(event);
@@ -62,7 +64,6 @@ export async function invokeFunction(
     const failures = (result as { batchItemFailures?: unknown[] } | null)?.batchItemFailures?.length ?? 0;
     const ms = Math.round(performance.now() - started);
     const outcome = failures > 0 ? 'partial' : 'ok';
-    observe?.(name, outcome, ms, records);
     logger.info(
       { function: name, records, outcome, failures, ms, requestId: context.awsRequestId },
       `invoke ${name}`,
@@ -70,7 +71,6 @@ export async function invokeFunction(
     return result;
   } catch (err) {
     const ms = Math.round(performance.now() - started);
-    observe?.(name, 'error', ms, records);
     logger.error(
       { function: name, records, outcome: 'error', ms, err, requestId: context.awsRequestId },
       `invoke ${name}`,

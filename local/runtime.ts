@@ -7,7 +7,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, ListQueuesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { logger } from '../functions/core/logger.js';
-import { invocationFinished, metrics, registry } from '../functions/core/telemetry.js';
+import { metrics, registry } from '../functions/core/telemetry.js';
 import { accountingFactory } from '../functions/etl/factories.js';
 import { manifestKey } from '../functions/etl/lake-keys.js';
 import { type FunctionName, type FunctionSpec, type QueueName, topology } from '../topology/topology.js';
@@ -73,10 +73,7 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
     for (const o of early.splice(0)) onCreated(o);
 
     const functions = await loadFunctions();
-    const invoke = (name: FunctionName, event: unknown) =>
-      invokeFunction(name, functions.get(name)!, event, (fn, outcome, ms) =>
-        invocationFinished(fn, outcome, ms),
-      );
+    const invoke = (name: FunctionName, event: unknown) => invokeFunction(name, functions.get(name)!, event);
 
     const stopSchedules: (() => void)[] = [];
     for (const [name, spec] of Object.entries(topology.functions) as [FunctionName, FunctionSpec][]) {

@@ -93,3 +93,8 @@ export type RuntimeConfig = typeof runtimeConfig;
 export function secretValue(name: string): string | undefined {
   return linked(name, 'value') ?? process.env[name];
 }
+
+/** Where functions push their metrics at the end of each invocation (optional; read per call). */
+export function pushgatewayUrl(): string | undefined {
+  return process.env.PUSHGATEWAY_URL || undefined;
+}

@@ -98,6 +98,12 @@ export const metrics = {
     buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900],
     registers: [registry],
   }),
+  coldStarts: new Counter({
+    name: `${PREFIX}function_cold_starts_total`,
+    help: 'Invocations that started a new container (or local process), per function.',
+    labelNames: ['function'] as const,
+    registers: [registry],
+  }),
   queueDepth: new Gauge({
     name: `${PREFIX}queue_messages`,
     help: 'Messages in a queue (visible + in flight), per queue; DLQs end in -dlq.',
@@ -180,12 +186,6 @@ export function fetchFailed(factory: string, source: string, kind: string, err: 
     { stage: 'fetch', factory, source, error_code: `fetch-${kind}`, err: err.message },
     `fetch ${factory}/${source} failed`,
   );
-}
-
-/** A function invocation ended (counted by the local runtime, or by the handler wrapper in the cloud). */
-export function invocationFinished(fn: string, outcome: 'ok' | 'partial' | 'error', ms: number): void {
-  metrics.invocations.inc({ function: fn, outcome });
-  metrics.invocationDuration.observe({ function: fn }, ms / 1000);
 }
 
 /** A file finished a stage: one log line and the counters, together. */
