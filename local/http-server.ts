@@ -30,7 +30,7 @@ export function json(status: number, value: unknown, headers: Record<string, str
 }
 
 /** A small HTTP server: the first route that returns a result answers; otherwise 404. */
-export async function startHttpServer(port: number, routes: Route[]): Promise<Server> {
+export async function startHttpServer(port: number, routes: Route[], host = '127.0.0.1'): Promise<Server> {
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     void (async () => {
       try {
@@ -56,7 +56,7 @@ export async function startHttpServer(port: number, routes: Route[]): Promise<Se
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve());
+    server.listen(port, host, () => resolve());
   });
   return server;
 }

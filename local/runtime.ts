@@ -1,4 +1,6 @@
+import { timingSafeEqual } from 'node:crypto';
 import type { Server } from 'node:http';
+import { join } from 'node:path';
 import {
   HeadObjectCommand,
   ListBucketsCommand,
@@ -7,10 +9,12 @@ import {
 } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, ListQueuesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { logger } from '../functions/core/logger.js';
+import { parseS3Notification } from '../functions/core/s3-event.js';
 import { metrics, registry } from '../functions/core/telemetry.js';
 import { accountingFactory } from '../functions/etl/factories.js';
 import { manifestKey } from '../functions/etl/lake-keys.js';
 import { type FunctionName, type FunctionSpec, type QueueName, topology } from '../topology/topology.js';
+import { BucketPoller } from './bucket-poller.js';
 import { type Emulator, startS3, startSqs } from './emulators.js';
 import { EventSource } from './event-source.js';
 import { invokeFunction, type LambdaHandler, loadFunctions } from './functions.js';
@@ -52,6 +56,7 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
   let router: NotificationRouter | undefined;
   const early: Parameters<NotificationRouter['route']>[0][] = [];
   const onCreated = (o: Parameters<NotificationRouter['route']>[0]) => {
+    if (settings.notifications !== 'events') return; // webhook or polling mode: the store's own events are not used
     if (!router) {
       early.push(o);
       return;
@@ -75,6 +80,16 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
     const functions = await loadFunctions();
     const invoke = (name: FunctionName, event: unknown) => invokeFunction(name, functions.get(name)!, event);
 
+    const poller =
+      settings.notifications === 'poll'
+        ? new BucketPoller(
+            s3,
+            join(settings.PIPELINE_DATA, 'poll-state.json'),
+            (o) => router!.route(o),
+            settings.POLL_INTERVAL_SECONDS * 1000,
+          )
+        : undefined;
+    poller?.start();
     const stopSchedules: (() => void)[] = [];
     for (const [name, spec] of Object.entries(topology.functions) as [FunctionName, FunctionSpec][]) {
       const trigger = spec.trigger;
@@ -140,6 +155,7 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
       queueDepths,
       url: `http://127.0.0.1:${settings.RUNTIME_PORT}`,
       async stop() {
+        await poller?.stop();
         for (const stopSchedule of stopSchedules) stopSchedule();
         await Promise.all(sources.map((s) => s.stop()));
         await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
@@ -212,6 +228,39 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
         }
       },
       async (req, body, url) => {
+        // MinIO's webhook target (MINIO_NOTIFY_WEBHOOK_ENDPOINT): the same routing as embedded events.
+        if (url.pathname !== '/hooks/s3') return undefined;
+        if (req.method !== 'POST') return json(405, { message: 'POST only' });
+        if (!settings.WEBHOOK_TOKEN) return json(503, { message: 'webhook disabled: set WEBHOOK_TOKEN' });
+        if (!bearerMatches(req.headers.authorization, settings.WEBHOOK_TOKEN))
+          return json(401, { message: 'bad or missing bearer token' });
+        let events: ReturnType<typeof parseS3Notification>;
+        try {
+          events = parseS3Notification(body.toString('utf8'), 'webhook');
+        } catch (err) {
+          return json(400, { message: (err as Error).message });
+        }
+        // Non-2xx only when an event could not be queued: MinIO then retries it from its queue dir.
+        try {
+          let queued = 0;
+          for (const e of events) {
+            queued += (
+              await router!.route({
+                bucket: e.bucket,
+                key: e.key,
+                eTag: e.eTag,
+                size: e.size,
+                eventName: e.eventName,
+              })
+            ).length;
+          }
+          return json(200, { events: events.length, queued });
+        } catch (err) {
+          logger.error({ err }, 'webhook event could not be queued');
+          return json(503, { message: `could not queue: ${(err as Error).message}` });
+        }
+      },
+      async (req, body, url) => {
         // The api function behind a Function URL-shaped event, as Lambda would call it.
         if (!url.pathname.startsWith('/api/')) return undefined;
         const event = {
@@ -235,7 +284,7 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
       },
       ...extraRoutes(runtime),
     ];
-    server = await startHttpServer(settings.RUNTIME_PORT, routes);
+    server = await startHttpServer(settings.RUNTIME_PORT, routes, settings.RUNTIME_HOST);
     logger.info({ url: runtime.url, s3: settings.s3Endpoint, sqs: settings.sqsEndpoint }, 'local runtime up');
     if (settings.embeddedS3)
       void catchUp(s3, router).catch((err) => logger.error({ err }, 'catch-up failed'));
@@ -284,4 +333,10 @@ async function catchUp(s3: S3Client, router: NotificationRouter): Promise<number
   } while (token);
   if (count > 0) logger.info({ objects: count }, 'catch-up: re-notified raw objects without a manifest');
   return count;
+}
+
+function bearerMatches(header: string | undefined, token: string): boolean {
+  const given = Buffer.from(/^Bearer (.+)$/.exec(header ?? '')?.[1] ?? '');
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
 }

@@ -13,10 +13,21 @@ const schema = z.object({
   S3_PORT: z.coerce.number().int().min(0).max(65535).default(9000),
   SQS_PORT: z.coerce.number().int().min(0).max(65535).default(9324),
   RUNTIME_PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  /** Interface the runtime's HTTP server binds; 0.0.0.0 only inside a container. */
+  RUNTIME_HOST: z.string().min(1).default('127.0.0.1'),
   PIPELINE_DATA: z.string().min(1).default(join(process.cwd(), '.data')),
   AWS_ACCESS_KEY_ID: z.string().min(1).default('minioadmin'),
   AWS_SECRET_ACCESS_KEY: z.string().min(1).default('minioadmin'),
   AWS_REGION: z.string().min(1).default('us-east-1'),
+  /**
+   * How bucket notifications reach the functions: `events` (the embedded S3 emits them), `webhook`
+   * (MinIO posts them to /hooks/s3), `poll` (stores without notifications: list and diff).
+   * Default: `events` with the embedded S3, `webhook` with S3_ENDPOINT.
+   */
+  S3_NOTIFICATIONS: z.enum(['events', 'webhook', 'poll']).optional(),
+  /** Bearer token MinIO sends with its webhook (`MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_*`). */
+  WEBHOOK_TOKEN: z.string().min(16, 'WEBHOOK_TOKEN must be at least 16 characters').optional(),
+  POLL_INTERVAL_SECONDS: z.coerce.number().positive().default(2),
   /** Seconds before a failed record is retried locally (Lambda waits for the visibility timeout). */
   LOCAL_RETRY_DELAY_SECONDS: z.coerce.number().int().min(0).default(2),
 });
@@ -25,6 +36,7 @@ export type LocalSettings = z.infer<typeof schema> & {
   s3Endpoint: string;
   sqsEndpoint: string;
   embeddedS3: boolean;
+  notifications: 'events' | 'webhook' | 'poll';
   embeddedSqs: boolean;
 };
 
@@ -36,6 +48,7 @@ export function localSettings(env: NodeJS.ProcessEnv = process.env): LocalSettin
     ...s,
     embeddedS3: !s.S3_ENDPOINT,
     embeddedSqs: !s.SQS_ENDPOINT,
+    notifications: s.S3_NOTIFICATIONS ?? (s.S3_ENDPOINT ? 'webhook' : 'events'),
     s3Endpoint: s.S3_ENDPOINT ?? `http://127.0.0.1:${s.S3_PORT}`,
     sqsEndpoint: s.SQS_ENDPOINT ?? `http://127.0.0.1:${s.SQS_PORT}`,
   };

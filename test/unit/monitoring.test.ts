@@ -16,7 +16,8 @@ async function exportedSeries(): Promise<Set<string>> {
   const out = new Set<string>();
   for (const m of await registry.getMetricsAsJSON()) {
     out.add(m.name);
-    if (String(m.type) === 'histogram') for (const s of ['_bucket', '_sum', '_count']) out.add(`${m.name}${s}`);
+    if (String(m.type) === 'histogram')
+      for (const s of ['_bucket', '_sum', '_count']) out.add(`${m.name}${s}`);
   }
   return out;
 }
