@@ -44,12 +44,14 @@ interface FilesystemStoreProto {
  * replaces its `putObject` with a write to a temporary file and an atomic rename. s3rver is no longer
  * maintained upstream, so the fix lives here.
  */
-function makeS3rverWritesAtomic(): void {
+function makeS3rverWritesAtomic(tmpDir: string): void {
   const Store = require('s3rver/lib/stores/filesystem.js') as { prototype: FilesystemStoreProto };
   Store.prototype.putObject = async function putObject(this: FilesystemStoreProto, object: S3rverObject) {
     const target = this.getResourcePath(object.bucket, object.key, 'object');
     await mkdir(dirname(target), { recursive: true });
-    const tmp = `${target}.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2)}.tmp`;
+    // Outside the store's folder: s3rver lists objects by walking it.
+    await mkdir(tmpDir, { recursive: true });
+    const tmp = join(tmpDir, `${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
     const md5 = createHash('md5');
     let size = 0;
     const source = Buffer.isBuffer(object.content)
@@ -84,8 +86,8 @@ export async function startS3(
   settings: LocalSettings,
   onCreated: (o: CreatedObject) => void,
 ): Promise<Emulator> {
-  makeS3rverWritesAtomic();
   const directory = join(settings.PIPELINE_DATA, 's3');
+  makeS3rverWritesAtomic(join(settings.PIPELINE_DATA, 's3-incoming'));
   await mkdir(directory, { recursive: true });
   const account = require('s3rver/lib/models/account.js') as {
     DUMMY_ACCOUNT: { createKeyPair(id: string, secret: string): void };
