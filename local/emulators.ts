@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { mkdir, rename } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { pathToFileURL } from 'node:url';
 import { startFauxqs } from 'fauxqs';
 import S3rver from 's3rver';
 import { logger } from '../functions/core/logger.js';
@@ -126,11 +127,60 @@ export async function startS3(
   return { name: 's3', stop: () => server.close() };
 }
 
+interface FauxqsQueue {
+  fifoLockedGroups: Map<string, number>;
+  dequeueFifo(maxCount: number, visibility: number | undefined, dlqResolver: unknown): unknown[];
+}
+
+/**
+ * fauxqs hands out one message per FIFO message group per receive (its loop breaks after the first),
+ * where SQS returns up to 10 messages of a group, in order — the batching the single warehouse writer
+ * relies on. This wraps its FIFO dequeue to take more of the same group within one receive, keeping
+ * groups locked by earlier receives locked. (fauxqs exports only its server; the module is loaded by
+ * file URL, the same instance the server uses.)
+ */
+async function batchFauxqsFifoReceives(): Promise<void> {
+  // fauxqs's exports map hides its files from require.resolve; look in the node_modules it resolves from.
+  const file = (require.resolve.paths('fauxqs') ?? [])
+    .map((dir) => join(dir, 'fauxqs', 'dist', 'sqs', 'sqsStore.js'))
+    .find((candidate) => existsSync(candidate));
+  if (!file) throw new Error('fauxqs not installed (run npm install)');
+  const { SqsQueue } = (await import(pathToFileURL(file).href)) as {
+    SqsQueue: { prototype: FauxqsQueue & { __batched?: boolean } };
+  };
+  if (SqsQueue.prototype.__batched) return;
+  const original = SqsQueue.prototype.dequeueFifo;
+  SqsQueue.prototype.dequeueFifo = function dequeueFifo(
+    this: FauxqsQueue,
+    maxCount,
+    visibility,
+    dlqResolver,
+  ) {
+    const before = new Map(this.fifoLockedGroups);
+    const added = new Map<string, number>();
+    const out: unknown[] = [];
+    while (out.length < Math.min(maxCount, 10)) {
+      const got = original.call(this, 1, visibility, dlqResolver);
+      if (got.length === 0) break;
+      out.push(...got);
+      for (const [group, n] of this.fifoLockedGroups) {
+        const extra = n - (before.get(group) ?? 0);
+        if (extra > 0) added.set(group, (added.get(group) ?? 0) + extra);
+      }
+      this.fifoLockedGroups = new Map(before);
+    }
+    for (const [group, n] of added) this.fifoLockedGroups.set(group, (before.get(group) ?? 0) + n);
+    return out;
+  };
+  SqsQueue.prototype.__batched = true;
+}
+
 /**
  * The embedded SQS: fauxqs (in memory: queues are re-created at start, and the runtime re-notifies raw
  * objects that have no manifest yet, so nothing uploaded is lost across a restart).
  */
 export async function startSqs(settings: LocalSettings): Promise<Emulator> {
+  await batchFauxqsFifoReceives();
   const server = await startFauxqs({
     port: settings.SQS_PORT,
     logger: false,

@@ -18,9 +18,9 @@ export interface EventSourceOptions {
   batchSize: number;
   batchWindowSeconds: number;
   /**
-   * FIFO queue. fauxqs hands out one message per message group at a time (AWS returns up to 10 of a
-   * group in order), so waiting out the batching window for more of the single warehouse group would
-   * only add latency: dispatch as soon as a receive comes back empty.
+   * FIFO queue: while a batch of the (single) warehouse group is in flight, no further message of it
+   * can be received, so waiting out the batching window would only add latency: dispatch as soon as a
+   * receive comes back empty.
    */
   fifo?: boolean;
   /** Local retry delay for a failed record (Lambda waits out the queue's visibility timeout). */
