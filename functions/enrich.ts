@@ -25,9 +25,9 @@ const reference = new ReferenceStore(
 mkdirSync(runtimeConfig.tmpDir, { recursive: true });
 const baselines = new BaselineCache(runtimeConfig.buckets.warehouse, runtimeConfig.tmpDir);
 const db = await openDuckDB();
-const warehouseQueue = runtimeConfig.queueUrls.warehouse;
 
 async function enrichRecord(record: SQSRecord): Promise<void> {
+  const warehouseQueue = runtimeConfig.queueUrls.warehouse;
   if (!warehouseQueue) throw new Error('QUEUE_URL_WAREHOUSE is not set');
   for (const event of parseS3Notification(record.body, record.messageId)) {
     const stats = await enrichObject(event, {

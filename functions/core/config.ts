@@ -45,6 +45,12 @@ const envSchema = z.object({
     .int()
     .positive()
     .default(1024 * 1024),
+  /** DuckDB's memory limit (e.g. `1GB`); by default 60% of the Lambda's memory when deployed. */
+  DUCKDB_MEMORY_LIMIT: z
+    .string()
+    .regex(/^\d+(\.\d+)?\s*[KMGT]i?B$/i)
+    .optional(),
+  AWS_LAMBDA_FUNCTION_MEMORY_SIZE: z.coerce.number().int().positive().optional(),
 });
 
 function parseEnv() {
@@ -71,17 +77,31 @@ export const runtimeConfig = {
     lake: bucket('lake', env.BUCKET_LAKE),
     warehouse: bucket('warehouse', env.BUCKET_WAREHOUSE),
   } satisfies Record<BucketName, string>,
+  // Read on access: the local runtime learns the queue URLs only after its queues exist.
   queueUrls: {
-    fetch: queueUrl('fetch', env.QUEUE_URL_FETCH),
-    etl: queueUrl('etl', env.QUEUE_URL_ETL),
-    enrich: queueUrl('enrich', env.QUEUE_URL_ENRICH),
-    warehouse: queueUrl('warehouse', env.QUEUE_URL_WAREHOUSE),
+    get fetch() {
+      return queueUrl('fetch', process.env.QUEUE_URL_FETCH);
+    },
+    get etl() {
+      return queueUrl('etl', process.env.QUEUE_URL_ETL);
+    },
+    get enrich() {
+      return queueUrl('enrich', process.env.QUEUE_URL_ENRICH);
+    },
+    get warehouse() {
+      return queueUrl('warehouse', process.env.QUEUE_URL_WAREHOUSE);
+    },
   } satisfies Record<QueueName, string | undefined>,
   /** Running in AWS Lambda (set by the Lambda runtime), as opposed to the local runtime. */
   deployed: process.env.AWS_LAMBDA_FUNCTION_NAME !== undefined,
   configPath: env.PIPELINE_CONFIG,
   tmpDir: env.PIPELINE_TMP,
   maxLineBytes: env.MAX_LINE_BYTES,
+  duckdbMemoryLimit:
+    env.DUCKDB_MEMORY_LIMIT ??
+    (env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE
+      ? `${Math.floor(env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE * 0.6)}MB`
+      : undefined),
 };
 
 export type RuntimeConfig = typeof runtimeConfig;

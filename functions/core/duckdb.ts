@@ -31,6 +31,8 @@ export async function openDuckDB(
     temp_directory: temp,
     autoinstall_known_extensions: 'false',
     autoload_known_extensions: 'true',
+    // DuckDB sizes itself from the host's memory; a Lambda's limit is lower than what it sees.
+    ...(runtimeConfig.duckdbMemoryLimit ? { memory_limit: runtimeConfig.duckdbMemoryLimit } : {}),
     ...options,
   });
 }

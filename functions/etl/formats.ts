@@ -1,5 +1,5 @@
 import { sqlString } from '../core/duckdb.js';
-import type { ResolvedRule } from './rule.js';
+import { mappedFields, type ResolvedRule } from './rule.js';
 import { severitySql } from './severity.js';
 
 /**
@@ -39,16 +39,32 @@ function list(values: readonly string[]): string {
 
 export function formatSql(rule: ResolvedRule, ctx: FormatContext): FormatSql {
   switch (rule.format) {
-    case 'jsonl':
+    case 'jsonl': {
+      // Every field the mapping may ask for, extracted in one pass: json_extract_string with a list of
+      // paths parses each line once (one call per field would parse it once per field).
+      const names = [
+        ...new Set([
+          ...rule.fields,
+          ...mappedFields(rule.map),
+          ...(rule.wide?.metrics === '*' ? [] : (rule.wide?.metrics ?? [])),
+        ]),
+      ];
+      const index = new Map(names.map((n, i) => [n, i + 1]));
+      const paths = `[${names.map((n) => sqlString(jsonPath(n))).join(', ')}]`;
       return {
         parse: `SELECT n, raw,
-            CASE WHEN NOT json_valid(raw) THEN 'invalid JSON'
-                 WHEN json_type(raw::JSON) <> 'OBJECT' THEN 'not a JSON object (got ' || lower(json_type(raw::JSON)) || ')' END AS err,
-            CASE WHEN json_valid(raw) THEN raw::JSON END AS j
-          FROM data_lines`,
-        field: (name) => `json_extract_string(j, ${sqlString(jsonPath(name))})`,
-        attributes: 'j',
+            CASE WHEN NOT ok THEN 'invalid JSON'
+                 WHEN kind <> 'OBJECT' THEN 'not a JSON object (got ' || lower(kind) || ')' END AS err,
+            CASE WHEN ok AND kind = 'OBJECT' THEN ${names.length ? `json_extract_string(raw, ${paths})` : '[]::VARCHAR[]'} END AS jf
+          FROM (SELECT n, raw, ok, CASE WHEN ok THEN json_type(raw) END AS kind
+                FROM (SELECT n, raw, json_valid(raw) AS ok FROM data_lines))`,
+        field: (name) => {
+          const i = index.get(name);
+          return i === undefined ? `json_extract_string(raw, ${sqlString(jsonPath(name))})` : `jf[${i}]`;
+        },
+        attributes: 'CAST(raw AS JSON)',
       };
+    }
     case 'csv': {
       const { delimiter } = rule.csv!;
       const d = sqlString(delimiter);

@@ -1,0 +1,418 @@
+/**
+ * `npm run bench` (≈10 min) / `npm run bench -- --quick` (≈1 min). Every figure is a ratio against a
+ * reference measured in the same run on the same machine; nothing here is asserted, it is reported:
+ * bench/results/latest.json and bench/results/latest.md.
+ */
+
+import { execFile } from 'node:child_process';
+import { createReadStream } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { bigJsonl, corpus, type Format } from './corpus.js';
+import { benchTmp } from './env.js';
+import { ceilingFile, etlFile } from './etl-local.js';
+
+const run = promisify(execFile);
+const quick = process.argv.includes('--quick');
+/** `--only=etl,naive,memory,stack` runs some sections (for profiling one); default all. */
+const only = process.argv
+  .find((a) => a.startsWith('--only='))
+  ?.slice('--only='.length)
+  .split(',');
+const want = (section: string) => !only || only.includes(section);
+const SIZE = {
+  lines: quick ? 100_000 : 1_000_000,
+  naiveLines: quick ? 50_000 : 200_000,
+  memoryBytes: quick ? 100 * 1024 * 1024 : 1024 * 1024 * 1024,
+  latencyFiles: quick ? 10 : 50,
+  burstFiles: quick ? 100 : 1000,
+  warehouseBig: quick ? 1_000_000 : 10_000_000,
+  warehouseAppend: 100_000,
+};
+const root = join(import.meta.dirname);
+const corpusDir = join(root, '.corpus');
+const results: Record<string, unknown> = {
+  quick,
+  date: new Date().toISOString(),
+  machine: { cpus: (await import('node:os')).cpus().length },
+};
+const rows: {
+  measure: string;
+  value: string;
+  reference: string;
+  ratio: string;
+  target: string;
+  holds: string;
+}[] = [];
+
+function log(line: string) {
+  process.stdout.write(`${line}\n`);
+}
+function report(
+  measure: string,
+  value: string,
+  reference: string,
+  ratio: number | undefined,
+  target: string,
+  holds: boolean | undefined,
+) {
+  rows.push({
+    measure,
+    value,
+    reference,
+    ratio: ratio === undefined ? '' : ratio.toFixed(2),
+    target,
+    holds: holds === undefined ? '' : holds ? 'yes' : 'no',
+  });
+  log(
+    `  ${measure}: ${value} | ref ${reference} | ratio ${ratio?.toFixed(2) ?? '-'} | target ${target} ${holds === undefined ? '' : holds ? '✓' : '✗'}`,
+  );
+}
+async function time<T>(fn: () => Promise<T>): Promise<[T, number]> {
+  const t0 = performance.now();
+  const v = await fn();
+  return [v, (performance.now() - t0) / 1000];
+}
+
+const tmp = benchTmp;
+await mkdir(join(root, 'results'), { recursive: true });
+
+// 1. ETL throughput vs DuckDB's bare reader → Parquet (the ceiling), per format.
+const db = await DuckDBInstance.create(':memory:', { temp_directory: join(tmp, 'duckdb'), threads: '2' });
+if (want('etl')) {
+  log(`ETL throughput (${SIZE.lines.toLocaleString()} lines per format)`);
+  const targets: Record<Format, number> = { jsonl: 0.8, csv: 0.8, syslog: 0.6, template: 0.6 };
+  const etlResults: Record<string, unknown> = {};
+  for (const format of ['jsonl', 'csv', 'syslog', 'template'] as Format[]) {
+    const file = await corpus(corpusDir, format, SIZE.lines, format === 'jsonl' || format === 'csv');
+    await etlFile(db, file.path, tmp); // warm-up (page cache, DuckDB)
+    const [etl, ours] = await time(() => etlFile(db, file.path, tmp));
+    const [, ceiling] = await time(() => ceilingFile(db, file.path, format, tmp));
+    const mbps = file.bytes / 1e6 / ours;
+    const ratio = ceiling / ours;
+    etlResults[format] = {
+      bytes: file.bytes,
+      lines: etl.lines,
+      rows: etl.rows,
+      seconds: ours,
+      ceilingSeconds: ceiling,
+      mbPerSecond: mbps,
+      rowsPerSecond: etl.rows / ours,
+      ratio,
+    };
+    report(
+      `ETL ${format}`,
+      `${mbps.toFixed(1)} MB/s, ${Math.round(etl.rows / ours).toLocaleString()} rows/s`,
+      `ceiling ${(file.bytes / 1e6 / ceiling).toFixed(1)} MB/s`,
+      ratio,
+      `≥ ${targets[format]}× ceiling`,
+      ratio >= targets[format],
+    );
+    if (file.gz) {
+      const [, gzOurs] = await time(() => etlFile(db, file.gz!, tmp));
+      const [, gzCeiling] = await time(() => ceilingFile(db, file.gz!, format, tmp));
+      etlResults[`${format}.gz`] = { seconds: gzOurs, ceilingSeconds: gzCeiling, ratio: gzCeiling / gzOurs };
+      report(
+        `ETL ${format}.gz`,
+        `${(file.bytes / 1e6 / gzOurs).toFixed(1)} MB/s (uncompressed)`,
+        `ceiling ${(file.bytes / 1e6 / gzCeiling).toFixed(1)} MB/s`,
+        gzCeiling / gzOurs,
+        `≥ ${targets[format]}× ceiling`,
+        gzCeiling / gzOurs >= targets[format],
+      );
+    }
+  }
+  results.etl = etlResults;
+}
+
+// 2. Against what a user might write: readline + JSON.parse + a JS Parquet writer.
+if (want('naive')) {
+  log(`Naive baseline (${SIZE.naiveLines.toLocaleString()} JSONL lines)`);
+  {
+    const file = await corpus(corpusDir, 'jsonl', SIZE.naiveLines);
+    const parquet = await import('@dsnp/parquetjs');
+    const [count, naive] = await time(async () => {
+      const schema = new parquet.ParquetSchema({
+        ts: { type: 'TIMESTAMP_MILLIS' },
+        device: { type: 'UTF8' },
+        metric: { type: 'UTF8' },
+        value: { type: 'DOUBLE' },
+        unit: { type: 'UTF8', optional: true },
+      });
+      const writer = await parquet.ParquetWriter.openFile(schema, join(tmp, 'naive.parquet'));
+      let n = 0;
+      for await (const line of createInterface({
+        input: createReadStream(file.path),
+        crlfDelay: Number.POSITIVE_INFINITY,
+      })) {
+        try {
+          const o = JSON.parse(line) as {
+            ts: string;
+            device: string;
+            metric: string;
+            value: number;
+            unit?: string;
+          };
+          const ts = new Date(o.ts);
+          if (Number.isNaN(ts.getTime())) continue;
+          await writer.appendRow({ ts, device: o.device, metric: o.metric, value: o.value, unit: o.unit });
+          n++;
+        } catch {
+          // a naive writer drops bad lines
+        }
+      }
+      await writer.close();
+      return n;
+    });
+    const [etl, ours] = await time(() => etlFile(db, file.path, tmp));
+    const speedup = etl.rows / ours / (count / naive);
+    results.naive = { lines: SIZE.naiveLines, naiveSeconds: naive, oursSeconds: ours, speedup };
+    report(
+      'ETL vs naive (readline + JSON.parse + parquetjs)',
+      `${Math.round(etl.rows / ours).toLocaleString()} rows/s`,
+      `naive ${Math.round(count / naive).toLocaleString()} rows/s`,
+      speedup,
+      '≥ 5×',
+      speedup >= 5,
+    );
+  }
+}
+db.closeSync();
+
+// 3. Peak RSS of the ETL process on a big file (own process, DuckDB limited to 256 MB).
+if (want('memory')) {
+  log(`Memory (${(SIZE.memoryBytes / 1024 / 1024).toFixed(0)} MB JSONL file)`);
+  {
+    const path = await bigJsonl(corpusDir, SIZE.memoryBytes);
+    const child = async (mode: string) =>
+      JSON.parse(
+        (
+          await run(process.execPath, ['--import', 'tsx', join(root, 'etl-child.ts'), mode, path], {
+            maxBuffer: 1 << 20,
+          })
+        ).stdout
+          .trim()
+          .split('\n')
+          .pop()!,
+      ) as {
+        seconds: number;
+        maxRssMB: number;
+      };
+    const ours = await child('etl');
+    const ceiling = await child('ceiling');
+    results.memory = { bytes: SIZE.memoryBytes, ours, ceiling };
+    report(
+      'Peak RSS, ETL of the big file',
+      `${ours.maxRssMB.toFixed(0)} MB (${ours.seconds.toFixed(1)} s)`,
+      `ceiling process ${ceiling.maxRssMB.toFixed(0)} MB`,
+      ours.maxRssMB / 512,
+      '≤ 512 MB (ratio to 512)',
+      ours.maxRssMB <= 512,
+    );
+  }
+}
+
+// 4–6 need the embedded stack.
+if (want('stack')) {
+  // The embedded emulators start here; their endpoints were set by ./env.js (S3_ENDPOINT would skip them).
+  delete process.env.S3_ENDPOINT;
+  delete process.env.SQS_ENDPOINT;
+  const { startRuntime } = await import('../local/runtime.js');
+  const runtime = await startRuntime();
+  const { PutObjectCommand, HeadObjectCommand, CreateBucketCommand } = await import('@aws-sdk/client-s3');
+  const { queryLocal } = await import('../local/query.js');
+  const small = (i: number) =>
+    Array.from({ length: 50 }, (_, j) =>
+      JSON.stringify({
+        ts: new Date(Date.UTC(2026, 0, 1) + (i * 50 + j) * 1000).toISOString(),
+        device: `d${i % 7}`,
+        metric: 'm',
+        value: j,
+      }),
+    ).join('\n');
+
+  async function loadedKeys(prefix: string): Promise<Map<string, { rows: number; lines: number }>> {
+    const { rows } = await queryLocal(
+      `SELECT source_key, count(*) AS n, count(DISTINCT source_line) AS l FROM readings WHERE source_key LIKE '${prefix}%' GROUP BY 1`,
+    ).catch((err: Error) => {
+      if (!err.message.startsWith('no warehouse yet')) log(`    (query failed: ${err.message})`);
+      return { rows: [] as Record<string, unknown>[] };
+    });
+    return new Map(rows.map((r) => [String(r.source_key), { rows: Number(r.n), lines: Number(r.l) }]));
+  }
+
+  try {
+    // 4. Upload → queryable latency, one small file at a time.
+    log(`Latency (${SIZE.latencyFiles} small files, upload → queryable)`);
+    const latencies: number[] = [];
+    for (let i = 0; i < SIZE.latencyFiles; i++) {
+      const key = `lat/2026/01/01/f${i}.jsonl`;
+      const t0 = performance.now();
+      await runtime.s3.send(new PutObjectCommand({ Bucket: 'raw', Key: key, Body: small(i) }));
+      for (;;) {
+        if ((await loadedKeys(key)).has(key)) break;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      latencies.push((performance.now() - t0) / 1000);
+    }
+    latencies.sort((a, b) => a - b);
+    const p = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
+    results.latency = { files: latencies.length, p50: p(0.5), p95: p(0.95), max: latencies.at(-1) };
+    report(
+      'Upload → queryable p50 / p95',
+      `${p(0.5).toFixed(2)} s / ${p(0.95).toFixed(2)} s`,
+      '3 s',
+      p(0.95) / 3,
+      'p95 ≤ 3 s',
+      p(0.95) <= 3,
+    );
+
+    // 5. A burst of small files: drain time, files/s, exactly once.
+    log(`Burst (${SIZE.burstFiles} files at once)`);
+    const t0 = performance.now();
+    const keys = Array.from(
+      { length: SIZE.burstFiles },
+      (_, i) => `burst/2026/01/01/f${String(i).padStart(4, '0')}.jsonl`,
+    );
+    for (let i = 0; i < keys.length; i += 32) {
+      await Promise.all(
+        keys
+          .slice(i, i + 32)
+          .map((key, j) =>
+            runtime.s3.send(new PutObjectCommand({ Bucket: 'raw', Key: key, Body: small(i + j) })),
+          ),
+      );
+    }
+    let loaded = new Map<string, { rows: number; lines: number }>();
+    const deadline = Date.now() + (quick ? 120_000 : 480_000);
+    while (Date.now() < deadline) {
+      loaded = await loadedKeys('burst/');
+      if (loaded.size === keys.length) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const drain = (performance.now() - t0) / 1000;
+    const lost = keys.filter((k) => !loaded.has(k)).length;
+    const duplicated = [...loaded.values()].filter((v) => v.rows !== v.lines || v.rows !== 50).length;
+    results.burst = {
+      files: keys.length,
+      drainSeconds: drain,
+      filesPerSecond: keys.length / drain,
+      lost,
+      duplicated,
+    };
+    report(
+      'Burst drain',
+      `${drain.toFixed(1)} s, ${(keys.length / drain).toFixed(1)} files/s`,
+      `${keys.length} files`,
+      undefined,
+      '0 lost, 0 duplicated',
+      lost === 0 && duplicated === 0,
+    );
+    log(`    lost ${lost}, duplicated ${duplicated}`);
+
+    // 6. Warehouse append: 100,000 rows into an empty warehouse vs one holding many rows.
+    log(
+      `Warehouse append (${SIZE.warehouseAppend.toLocaleString()} rows: empty vs ${SIZE.warehouseBig.toLocaleString()} rows)`,
+    );
+    const { loadBatch } = await import('../functions/warehouse/load-batch.js');
+    const { WarehouseFile } = await import('../functions/warehouse/warehouse-file.js');
+    const { bundledReference } = await import('../functions/enrich/reference.js');
+    const { sqlString } = await import('../functions/core/duckdb.js');
+    const ref = {
+      ...bundledReference(join(root, '..', 'config')),
+      sources: { devices: 'bundled', errorCodes: 'bundled' },
+    };
+    const rowsSql = (n: number, offset: number) =>
+      `SELECT TIMESTAMPTZ '2026-01-01 00:00:00+00' + to_seconds(i) AS ts, 'bench' AS factory, 'd' || (i % 50) AS device, 'm' || (i % 5) AS metric,
+      random() AS value, 'u' AS unit, 'src' || ${offset} AS source_key, i AS source_line, '2026-01-01' AS date, 'e' AS source_etag,
+      NULL::VARCHAR AS model, NULL::VARCHAR AS line, NULL::VARCHAR AS site, NULL::VARCHAR AS criticality,
+      NULL::DOUBLE AS baseline_median, NULL::DOUBLE AS baseline_mad, NULL::DOUBLE AS anomaly_score, false AS is_anomaly
+     FROM range(${n}) t(i)`;
+    const appendInto = async (bucket: string, preload: number) => {
+      await runtime.s3.send(new CreateBucketCommand({ Bucket: bucket }));
+      const dir = await mkdtemp(join(tmp, `${bucket}-`));
+      const file = new WarehouseFile(bucket, dir);
+      const deps = {
+        file,
+        warehouseBucket: bucket,
+        tmpDir: dir,
+        baselineDays: 7,
+        reference: async () => ref,
+      };
+      const c = await (await DuckDBInstance.create(':memory:')).connect();
+      const put = async (name: string, sql: string) => {
+        const path = join(dir, `${name}.parquet`);
+        await c.run(`COPY (${sql}) TO ${sqlString(path)} (FORMAT parquet)`);
+        const { readFile } = await import('node:fs/promises');
+        await runtime.s3.send(
+          new PutObjectCommand({
+            Bucket: 'lake',
+            Key: `bench/${bucket}/${name}.parquet`,
+            Body: await readFile(path),
+          }),
+        );
+        const head = await runtime.s3.send(
+          new HeadObjectCommand({ Bucket: 'lake', Key: `bench/${bucket}/${name}.parquet` }),
+        );
+        return {
+          kind: 'data' as const,
+          table: 'readings' as const,
+          bucket: 'lake',
+          key: `bench/${bucket}/${name}.parquet`,
+          eTag: head.ETag!.replace(/"/g, ''),
+          rows: 0,
+          sourceKey: `src-${name}`,
+          sourceETag: 'e',
+          rawCreatedAt: new Date().toISOString(),
+          enrichedAt: new Date().toISOString(),
+        };
+      };
+      // Preload (or an empty first batch), so the measured batch starts from a current local copy as a warm writer does.
+      await loadBatch([await put('preload', rowsSql(Math.max(1, preload), 1))], deps);
+      const msg = await put('append', rowsSql(SIZE.warehouseAppend, 2));
+      const [, seconds] = await time(() => loadBatch([msg], deps));
+      c.closeSync();
+      return seconds;
+    };
+    const empty = await appendInto('wh-empty', 1);
+    const big = await appendInto('wh-big', SIZE.warehouseBig);
+    results.warehouseAppend = {
+      rows: SIZE.warehouseAppend,
+      emptySeconds: empty,
+      bigSeconds: big,
+      bigRows: SIZE.warehouseBig,
+      ratio: big / empty,
+    };
+    report(
+      `Warehouse append, ${SIZE.warehouseBig.toLocaleString()}-row vs empty warehouse`,
+      `${big.toFixed(2)} s`,
+      `empty ${empty.toFixed(2)} s`,
+      big / empty,
+      '≤ 1.5×',
+      big / empty <= 1.5,
+    );
+  } finally {
+    await runtime.stop();
+  }
+}
+
+const table = [
+  '| measure | value | reference (same run) | ratio | target | holds |',
+  '|---|---|---|---|---|---|',
+  ...rows.map(
+    (r) => `| ${r.measure} | ${r.value} | ${r.reference} | ${r.ratio} | ${r.target} | ${r.holds} |`,
+  ),
+].join('\n');
+results.table = rows;
+await writeFile(
+  join(root, 'results', quick ? 'quick.json' : 'latest.json'),
+  `${JSON.stringify(results, null, 2)}\n`,
+);
+await writeFile(join(root, 'results', quick ? 'quick.md' : 'latest.md'), `${table}\n`);
+log(`\n${table}\n`);
+await rm(tmp, { recursive: true, force: true });
+process.exit(0);
