@@ -1,5 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Manifest } from '../etl/manifest.js';
+import type { FetchResult } from '../fetch/fetch-source.js';
 import { logger } from './logger.js';
 
 /**
@@ -162,15 +163,7 @@ export function warehouseLoaded(stats: {
 }
 
 /** A fetch run finished. */
-export function sourceFetched(result: {
-  source: string;
-  fetched: string[];
-  duplicates: number;
-  unstable: number;
-  alreadyFetched: number;
-  bytes: number;
-  continued: boolean;
-}): void {
+export function sourceFetched(result: FetchResult): void {
   const [factory = '', source = ''] = result.source.split('/');
   metrics.fetchedFiles.inc({ factory, source, outcome: 'fetched' }, result.fetched.length);
   metrics.fetchedFiles.inc({ factory, source, outcome: 'duplicate' }, result.duplicates);

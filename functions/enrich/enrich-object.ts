@@ -9,6 +9,7 @@ import type { WarehouseMessage } from '../core/warehouse-message.js';
 import type { FactoriesConfig } from '../etl/factories.js';
 import type { BaselineCache } from './baselines.js';
 import type { Reference, ReferenceStore } from './reference-store.js';
+import { appendReference } from './reference-tables.js';
 
 export interface EnrichDeps {
   db: DuckDBInstance;
@@ -46,23 +47,7 @@ export async function loadReference(c: DuckDBConnection, ref: Reference): Promis
     site VARCHAR, criticality VARCHAR, commissioned DATE)`);
   await c.run(`CREATE OR REPLACE TEMP TABLE ref_codes (code VARCHAR, category VARCHAR, severity TINYINT,
     description VARCHAR, action VARCHAR)`);
-  const devices = await c.createAppender('ref_devices', 'main', 'temp');
-  for (const d of ref.devices) {
-    for (const v of [d.factory, d.device, d.model, d.line, d.site, d.criticality]) devices.appendVarchar(v);
-    devices.appendVarchar(d.commissioned);
-    devices.endRow();
-  }
-  devices.closeSync();
-  const codes = await c.createAppender('ref_codes', 'main', 'temp');
-  for (const e of ref.errorCodes) {
-    codes.appendVarchar(e.code);
-    codes.appendVarchar(e.category);
-    codes.appendTinyInt(e.severity);
-    codes.appendVarchar(e.description);
-    codes.appendVarchar(e.action);
-    codes.endRow();
-  }
-  codes.closeSync();
+  await appendReference(c, ref, { devices: 'ref_devices', errorCodes: 'ref_codes', catalog: 'temp' });
 }
 
 async function count(c: DuckDBConnection, sql: string): Promise<number> {

@@ -6,6 +6,7 @@ import { downloadToFile, getJson, uploadFile } from '../core/s3.js';
 import type { WarehouseMessage } from '../core/warehouse-message.js';
 import { BASELINES_KEY } from '../enrich/baselines.js';
 import type { Reference } from '../enrich/reference-store.js';
+import { appendReference } from '../enrich/reference-tables.js';
 import { manifestSchema } from '../etl/manifest.js';
 import { TABLES, VIEWS } from './schema.js';
 import { WarehouseConflictError, type WarehouseFile } from './warehouse-file.js';
@@ -71,23 +72,7 @@ async function supersede(
 async function refreshReference(c: DuckDBConnection, ref: Reference): Promise<void> {
   await c.run('DELETE FROM devices');
   await c.run('DELETE FROM error_codes');
-  const devices = await c.createAppender('devices');
-  for (const d of ref.devices) {
-    for (const v of [d.factory, d.device, d.model, d.line, d.site, d.criticality, d.commissioned])
-      devices.appendVarchar(v);
-    devices.endRow();
-  }
-  devices.closeSync();
-  const codes = await c.createAppender('error_codes');
-  for (const e of ref.errorCodes) {
-    codes.appendVarchar(e.code);
-    codes.appendVarchar(e.category);
-    codes.appendTinyInt(e.severity);
-    codes.appendVarchar(e.description);
-    codes.appendVarchar(e.action);
-    codes.endRow();
-  }
-  codes.closeSync();
+  await appendReference(c, ref, { devices: 'devices', errorCodes: 'error_codes' });
 }
 
 /** Applies messages to an open warehouse; returns what was loaded. */
