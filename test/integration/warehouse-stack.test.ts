@@ -261,3 +261,30 @@ describe('the query API (api function behind /api on the runtime)', () => {
     }
   });
 });
+
+describe('reference data updated in the object store', () => {
+  it('is used from the next file on, without a restart', async () => {
+    const { readFileSync } = await import('node:fs');
+    const bundled = readFileSync(join(import.meta.dirname, '..', '..', 'config', 'devices.yaml'), 'utf8');
+    const updated = `${bundled}  - { factory: refr, device: kiln-07, model: Riedhammer RK 9, line: Line 9, site: Ulm, criticality: critical, commissioned: 2024-02-01 }\n`;
+    const before = 'refr/2024/10/01/before.jsonl';
+    const row = (device: string) =>
+      `{"ts":"2024-10-01T00:00:00Z","device":"${device}","metric":"temp","value":900}\n`;
+    await stack.put(before, row('kiln-07'));
+    await stack.waitForWarehouse([before]);
+    await stack.put('reference/devices.yaml', updated, 'lake');
+    const after = 'refr/2024/10/01/after.jsonl';
+    await stack.put(after, row('kiln-07'));
+    await stack.waitForWarehouse([after]);
+    const rows = await stack.queryWarehouse(
+      `SELECT source_key, model, criticality FROM readings WHERE factory = 'refr' ORDER BY source_key`,
+    );
+    expect(rows).toEqual([
+      { source_key: after, model: 'Riedhammer RK 9', criticality: 'critical' },
+      { source_key: before, model: null, criticality: null },
+    ]);
+    expect(await stack.queryWarehouse(`SELECT count(*) AS n FROM devices WHERE factory = 'refr'`)).toEqual([
+      { n: '1' },
+    ]);
+  });
+});
