@@ -408,11 +408,10 @@ const table = [
   ),
 ].join('\n');
 results.table = rows;
-await writeFile(
-  join(root, 'results', quick ? 'quick.json' : 'latest.json'),
-  `${JSON.stringify(results, null, 2)}\n`,
-);
-await writeFile(join(root, 'results', quick ? 'quick.md' : 'latest.md'), `${table}\n`);
+// Only a complete, full-size run is `latest` (the README's figures).
+const name = only ? 'partial' : quick ? 'quick' : 'latest';
+await writeFile(join(root, 'results', `${name}.json`), `${JSON.stringify(results, null, 2)}\n`);
+await writeFile(join(root, 'results', `${name}.md`), `${table}\n`);
 log(`\n${table}\n`);
 await rm(tmp, { recursive: true, force: true });
 process.exit(0);

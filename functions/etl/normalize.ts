@@ -131,16 +131,18 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
         (m) =>
           `{'metric': ${sqlString(m)}, 'value_raw': nullif(trim(${format.field(m)}), ''), 'unit': ${rule.wide!.units[m] === undefined ? 'CAST(NULL AS VARCHAR)' : sqlString(rule.wide!.units[m]!)}}`,
       );
+      // Timestamp and partition date once per line, before the line fans out into one row per metric.
       candidates = items.length
-        ? `SELECT n, ts, ts_raw, device, m.metric AS metric, m.value_raw AS value_raw, m.unit AS unit
-           FROM (SELECT n, ${tsExpr.expr} AS ts, ${tsExpr.raw} AS ts_raw, ${device} AS device, unnest([${items.join(', ')}]) AS m
-                 FROM parsed WHERE err IS NULL)`
-        : `SELECT n, CAST(NULL AS TIMESTAMPTZ) ts, NULL ts_raw, NULL device, NULL metric, NULL value_raw, NULL unit FROM parsed WHERE false`;
+        ? `SELECT n, ts, ts_raw, device, date, m.metric AS metric, m.value_raw AS value_raw, m.unit AS unit
+           FROM (SELECT n, ts, ts_raw, device, ${utcDate('ts')} AS date, unnest([${items.join(', ')}]) AS m
+                 FROM (SELECT *, ${tsExpr.expr} AS ts, ${tsExpr.raw} AS ts_raw, ${device} AS device FROM parsed WHERE err IS NULL))`
+        : `SELECT n, CAST(NULL AS TIMESTAMPTZ) ts, NULL ts_raw, NULL device, NULL date, NULL metric, NULL value_raw, NULL unit FROM parsed WHERE false`;
     } else {
-      candidates = `SELECT n, ${tsExpr.expr} AS ts, ${tsExpr.raw} AS ts_raw, ${device} AS device,
+      candidates = `SELECT n, ts, ts_raw, device, ${utcDate('ts')} AS date, metric, value_raw, unit FROM (
+        SELECT n, ${tsExpr.expr} AS ts, ${tsExpr.raw} AS ts_raw, ${device} AS device,
           ${ref('metric') ?? 'CAST(NULL AS VARCHAR)'} AS metric, ${ref('value') ?? 'CAST(NULL AS VARCHAR)'} AS value_raw,
           ${ref('unit') ?? 'CAST(NULL AS VARCHAR)'} AS unit
-        FROM parsed WHERE err IS NULL`;
+        FROM parsed WHERE err IS NULL)`;
     }
     await c.run(
       `CREATE OR REPLACE TEMP TABLE cand AS
@@ -165,9 +167,8 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     await c.run(
       `CREATE OR REPLACE TEMP TABLE out_readings AS
       SELECT ts, ${sqlString(input.factory)} AS factory, device, metric, value, unit,
-             $source_key AS source_key, n AS source_line,
-             strftime(ts AT TIME ZONE 'UTC', '%Y-%m-%d') AS date
-      FROM cand WHERE value IS NOT NULL AND n NOT IN (SELECT n FROM line_errors)`,
+             $source_key AS source_key, n AS source_line, date
+      FROM cand ANTI JOIN line_errors USING (n) WHERE value IS NOT NULL`,
       { source_key: input.sourceKey },
     );
     await c.run('CREATE OR REPLACE TEMP TABLE out_events AS SELECT NULL WHERE false');
@@ -190,7 +191,7 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
       `CREATE OR REPLACE TEMP TABLE out_events AS
       SELECT ts, ${sqlString(input.factory)} AS factory, device, severity, ${severityNameSql('severity')} AS severity_name,
              code, component, message, attributes, $source_key AS source_key, n AS source_line,
-             strftime(ts AT TIME ZONE 'UTC', '%Y-%m-%d') AS date
+             ${utcDate('ts')} AS date
       FROM cand WHERE n NOT IN (SELECT n FROM line_errors)`,
       { source_key: input.sourceKey },
     );
@@ -248,6 +249,11 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     minTs: minTs ? new Date(Number(minTs.micros / 1000n)).toISOString() : undefined,
     maxTs: maxTs ? new Date(Number(maxTs.micros / 1000n)).toISOString() : undefined,
   };
+}
+
+/** The UTC calendar day of a TIMESTAMPTZ, as the `date=` partition value (`2024-01-02`). */
+function utcDate(ts: string): string {
+  return `CAST(CAST(timezone('UTC', ${ts}) AS DATE) AS VARCHAR)`;
 }
 
 /** Values of `{ fromKey: regex }` references: the regex's first group applied to the object key. */
