@@ -31,10 +31,6 @@ const envSchema = z.object({
   BUCKET_RAW: z.string().min(1).default('raw'),
   BUCKET_LAKE: z.string().min(1).default('lake'),
   BUCKET_WAREHOUSE: z.string().min(1).default('warehouse'),
-  QUEUE_URL_FETCH: z.string().optional(),
-  QUEUE_URL_ETL: z.string().optional(),
-  QUEUE_URL_ENRICH: z.string().optional(),
-  QUEUE_URL_WAREHOUSE: z.string().optional(),
   PIPELINE_CONFIG: z
     .string()
     .min(1)
@@ -64,8 +60,9 @@ function parseEnv() {
 const env = parseEnv();
 
 const bucket = (name: BucketName, local: string) => linked(linkName('bucket', name), 'name') ?? local;
-const queueUrl = (name: QueueName, local: string | undefined) =>
-  linked(linkName('queue', name), 'url') ?? local;
+/** A queue's URL: SST's link when deployed, else `QUEUE_URL_<NAME>` as the local runtime exports it. */
+const queueUrl = (name: QueueName) =>
+  linked(linkName('queue', name), 'url') ?? process.env[`QUEUE_URL_${name.toUpperCase()}`];
 
 /** Resource names and endpoints: from SST's links when deployed, from the local runtime's environment otherwise. */
 export const runtimeConfig = {
@@ -80,16 +77,16 @@ export const runtimeConfig = {
   // Read on access: the local runtime learns the queue URLs only after its queues exist.
   queueUrls: {
     get fetch() {
-      return queueUrl('fetch', process.env.QUEUE_URL_FETCH);
+      return queueUrl('fetch');
     },
     get etl() {
-      return queueUrl('etl', process.env.QUEUE_URL_ETL);
+      return queueUrl('etl');
     },
     get enrich() {
-      return queueUrl('enrich', process.env.QUEUE_URL_ENRICH);
+      return queueUrl('enrich');
     },
     get warehouse() {
-      return queueUrl('warehouse', process.env.QUEUE_URL_WAREHOUSE);
+      return queueUrl('warehouse');
     },
   } satisfies Record<QueueName, string | undefined>,
   /** Running in AWS Lambda (set by the Lambda runtime), as opposed to the local runtime. */

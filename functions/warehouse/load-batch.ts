@@ -98,11 +98,12 @@ async function apply(
       await downloadToFile(m.bucket, m.key, path);
       await c.run(`DELETE FROM ${m.table} WHERE lake_key = $k`, { k: m.key });
       await c.run(`DELETE FROM ledger WHERE lake_key = $k`, { k: m.key });
-      await c.run(
-        `INSERT INTO ${m.table} BY NAME SELECT *, $k AS lake_key FROM read_parquet(${sqlString(path)})`,
-        { k: m.key },
-      );
-      const rows = Number(await scalar(c, `SELECT count(*) FROM read_parquet(${sqlString(path)})`));
+      const rows = (
+        await c.run(
+          `INSERT INTO ${m.table} BY NAME SELECT *, $k AS lake_key FROM read_parquet(${sqlString(path)})`,
+          { k: m.key },
+        )
+      ).rowsChanged;
       if (m.table === 'readings') {
         await c.run(
           `INSERT INTO touched SELECT DISTINCT factory, device, metric FROM read_parquet(${sqlString(path)})`,
@@ -155,11 +156,11 @@ async function apply(
         const rpath = join(work, `${i}-${j}.parquet`);
         await downloadToFile(m.bucket, key, rpath);
         await c.run('DELETE FROM rejects WHERE lake_key = $k', { k: key });
-        await c.run(
+        const inserted = await c.run(
           `INSERT INTO rejects BY NAME SELECT *, $se AS source_etag, $k AS lake_key FROM read_parquet(${sqlString(rpath)})`,
           { k: key, se: source.eTag },
         );
-        rejects += Number(await scalar(c, `SELECT count(*) FROM read_parquet(${sqlString(rpath)})`));
+        rejects += inserted.rowsChanged;
       }
       await c.run('DELETE FROM ledger WHERE lake_key = $k', { k: m.key });
       await c.run(
