@@ -7,6 +7,8 @@ import { severitySql } from './severity.js';
  * yields `n, raw, err` (NULL when the line parsed) plus the format's own columns; `field(name)` is the
  * SQL for one named field of a parsed line (VARCHAR, NULL when absent). Formats may also supply the
  * timestamp, severity and attributes directly when the format itself defines them (syslog).
+ * Field, timestamp and attribute SQL must be safe on a line that did not parse (NULL, not an error):
+ * it is evaluated on every line, and the line's `err` decides.
  */
 export interface FormatSql {
   parse: string;
@@ -52,17 +54,19 @@ export function formatSql(rule: ResolvedRule, ctx: FormatContext): FormatSql {
       const index = new Map(names.map((n, i) => [n, i + 1]));
       const paths = `[${names.map((n) => sqlString(jsonPath(n))).join(', ')}]`;
       return {
+        // `obj` is the line when it is a JSON object, else NULL: JSON functions never see a bad line.
         parse: `SELECT n, raw,
             CASE WHEN NOT ok THEN 'invalid JSON'
                  WHEN kind <> 'OBJECT' THEN 'not a JSON object (got ' || lower(kind) || ')' END AS err,
+            CASE WHEN ok AND kind = 'OBJECT' THEN raw END AS obj,
             CASE WHEN ok AND kind = 'OBJECT' THEN ${names.length ? `json_extract_string(raw, ${paths})` : '[]::VARCHAR[]'} END AS jf
           FROM (SELECT n, raw, ok, CASE WHEN ok THEN json_type(raw) END AS kind
                 FROM (SELECT n, raw, json_valid(raw) AS ok FROM data_lines))`,
         field: (name) => {
           const i = index.get(name);
-          return i === undefined ? `json_extract_string(raw, ${sqlString(jsonPath(name))})` : `jf[${i}]`;
+          return i === undefined ? `json_extract_string(obj, ${sqlString(jsonPath(name))})` : `jf[${i}]`;
         },
-        attributes: 'CAST(raw AS JSON)',
+        attributes: 'CAST(obj AS JSON)',
       };
     }
     case 'csv': {
@@ -98,18 +102,19 @@ export function formatSql(rule: ResolvedRule, ctx: FormatContext): FormatSql {
         RFC3164_FIELDS.includes(name)
           ? `CASE WHEN g5.pri <> '' THEN nullif(g5.${name}, '-') ELSE nullif(g3.${name}, '') END`
           : `CASE WHEN g5.pri <> '' THEN nullif(g5.${name}, '-') END`;
-      // RFC 3164 has no year: take the object's, and the year before when that would put the line
+      // Each line goes through the one pattern its header calls for (`<PRI>1 ` is RFC 5424); the
+      // other one's groups are NULL. RFC 3164 has no year: take the object's, and the year before when that would put the line
       // more than two days in the future (a December log read in January).
       const ts3164 = (y: number) =>
         `timezone(${zone}, try_strptime('${y} ' || regexp_replace(g3.ts, '\\s+', ' '), '%Y %b %d %H:%M:%S'))`;
       const reference = `TIMESTAMPTZ '${ctx.referenceTime.toISOString()}'`;
       return {
         parse: `SELECT n, raw,
-            CASE WHEN g5.pri = '' AND g3.pri = '' THEN 'not a syslog line (RFC 5424 or RFC 3164)' END AS err, g5, g3
+            CASE WHEN coalesce(g5.pri, g3.pri, '') = '' THEN 'not a syslog line (RFC 5424 or RFC 3164)' END AS err, g5, g3
           FROM (SELECT n, raw,
-              regexp_extract(raw, ${sqlString(RFC5424)}, ${list(SYSLOG_FIELDS)}) AS g5,
-              regexp_extract(raw, ${sqlString(RFC3164)}, ${list(RFC3164_FIELDS)}) AS g3
-            FROM data_lines)`,
+              regexp_extract(CASE WHEN v1 THEN raw END, ${sqlString(RFC5424)}, ${list(SYSLOG_FIELDS)}) AS g5,
+              regexp_extract(CASE WHEN NOT v1 THEN raw END, ${sqlString(RFC3164)}, ${list(RFC3164_FIELDS)}) AS g3
+            FROM (SELECT n, raw, regexp_matches(raw, '^<\\d{1,3}>1 ') AS v1 FROM data_lines))`,
         field: (name) => (SYSLOG_FIELDS.includes(name) ? pick(name) : 'CAST(NULL AS VARCHAR)'),
         ts: {
           expr: `CASE WHEN g5.pri <> '' THEN TRY_CAST(g5.ts AS TIMESTAMPTZ)
@@ -126,13 +131,21 @@ export function formatSql(rule: ResolvedRule, ctx: FormatContext): FormatSql {
     case 'regex': {
       const { regex, groups } = rule.pattern!;
       const names = new Set(groups);
+      // One regexp_extract per line: an outer group around the whole pattern tells a match (never
+      // empty on a non-blank line) from no match (every group '').
+      const whole = '__line__';
+      const used = mappedFields(rule.map);
+      const extra = groups.filter((g) => !used.has(g));
       return {
         parse: `SELECT n, raw,
-            CASE WHEN NOT regexp_matches(raw, ${sqlString(regex)}) THEN 'does not match the pattern ' || ${sqlString(regex)} END AS err,
-            regexp_extract(raw, ${sqlString(regex)}, ${list(groups)}) AS g
-          FROM data_lines`,
+            CASE WHEN g.${whole} = '' THEN 'does not match the pattern ' || ${sqlString(regex)} END AS err, g
+          FROM (SELECT n, raw, regexp_extract(raw, ${sqlString(`(${regex})`)}, ${list([whole, ...groups])}) AS g
+                FROM data_lines)`,
         field: (name) => (names.has(name) ? `nullif(g.${quoteIdent(name)}, '')` : 'CAST(NULL AS VARCHAR)'),
-        attributes: 'to_json(g)',
+        // The groups the mapping does not use (those it uses are columns of their own).
+        attributes: extra.length
+          ? `json_object(${extra.flatMap((g) => [sqlString(g), `nullif(g.${quoteIdent(g)}, '')`]).join(', ')})`
+          : 'NULL',
       };
     }
   }

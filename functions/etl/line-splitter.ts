@@ -33,6 +33,8 @@ export interface SplitResult {
   rejects: SplitReject[];
   /** The first non-blank, valid lines, for format detection. */
   sample: string[];
+  /** Number of the first non-blank, valid line (a CSV header), when there is one. */
+  firstLine?: number;
   /** True when the object looks binary (NUL bytes early on): the caller quarantines it whole. */
   binary: boolean;
 }
@@ -50,7 +52,8 @@ const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 const REJECT_KEEP_BYTES = 4096;
 
 export async function splitLines(input: Readable, options: SplitOptions): Promise<SplitResult> {
-  const chunkBytes = options.chunkBytes ?? 32 * 1024 * 1024;
+  // Chunks of a few MB: DuckDB reads the chunk files in parallel, one file per thread at a time.
+  const chunkBytes = options.chunkBytes ?? 4 * 1024 * 1024;
   const sampleLines = options.sampleLines ?? 64;
   const result: SplitResult = { chunks: [], totalLines: 0, bytes: 0, rejects: [], sample: [], binary: false };
 
@@ -89,10 +92,13 @@ export async function splitLines(input: Readable, options: SplitOptions): Promis
   const reject = (line: number, bytes: Buffer, reason: string) => {
     result.rejects.push({ line, raw: bytes.subarray(0, REJECT_KEEP_BYTES).toString('utf8'), reason });
   };
-  const addSample = (line: Buffer) => {
+  /** `lineNumber` is the line's number in the file. Blank is what the SQL side calls blank (see isBlank). */
+  const addSample = (line: Buffer, lineNumber: number) => {
     if (result.sample.length >= sampleLines) return;
-    const text = line.toString('utf8').replace(/\r$/, '');
-    if (text.trim() !== '') result.sample.push(text);
+    const text = line.toString('utf8').replace(/\r+$/, '');
+    if (isBlank(text)) return;
+    result.firstLine ??= lineNumber;
+    result.sample.push(text);
   };
 
   /** Classifies one complete line (without its newline). Returns the bytes to write for it. */
@@ -117,8 +123,9 @@ export async function splitLines(input: Readable, options: SplitOptions): Promis
           slowPath = true;
           break;
         }
-        if (result.sample.length < sampleLines) addSample(region.subarray(pos, end));
         lines++;
+        if (result.sample.length < sampleLines)
+          addSample(region.subarray(pos, end), result.totalLines + lines);
         pos = end + 1;
       }
     }
@@ -148,7 +155,7 @@ export async function splitLines(input: Readable, options: SplitOptions): Promis
         reject(result.totalLines, line, problem);
         await write(Buffer.from([NL]));
       } else {
-        addSample(line);
+        addSample(line, result.totalLines);
         await write(region.subarray(pos, end + 1));
       }
       pos = end + 1;
@@ -243,6 +250,14 @@ export async function splitLines(input: Readable, options: SplitOptions): Promis
   // A file whose first chunk was opened but got no line (e.g. binary) leaves an empty chunk: drop it.
   result.chunks = result.chunks.filter((c) => c.lines > 0);
   return result;
+}
+
+/**
+ * A blank line: nothing but spaces once trailing carriage returns are cut — exactly what the SQL side
+ * (`trim(rtrim(raw, chr(13))) = ''`) counts as blank, so that both agree on which line is the header.
+ */
+export function isBlank(text: string): boolean {
+  return /^ *$/.test(text.replace(/\r+$/, ''));
 }
 
 /** Byte offset of the first invalid UTF-8 sequence, for the reject reason (only run on bad lines). */

@@ -1,5 +1,5 @@
 import { mkdir, readdir } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import type { DuckDBConnection, DuckDBTimestampTZValue } from '@duckdb/node-api';
 import { sqlString } from '../core/duckdb.js';
 import type { FieldRef, Mapping } from './factories.js';
@@ -12,6 +12,12 @@ import { timestampSql } from './timestamps.js';
 /**
  * Parses, validates and normalizes one split file inside DuckDB, and writes the Parquet outputs.
  * Every line ends in exactly one bucket: loaded, rejected (with a reason), blank or header.
+ *
+ * Two tables are materialized, each once: `data_lines (n, raw)` — the non-blank lines with their
+ * numbers — and `cand`, one row per data line with its parsed, converted columns and `reason` (NULL when
+ * the line loads; the raw text is kept only for rejected lines). Outputs, counts and rejects are scans
+ * of `cand`. (An earlier version materialized five tables, raw text in three of them, and was 2–3×
+ * slower: the README's benchmark section has the before/after.)
  */
 
 export interface NormalizeInput {
@@ -51,11 +57,6 @@ export interface NormalizeResult {
   maxTs?: string;
 }
 
-async function scalar(c: DuckDBConnection, sql: string): Promise<number> {
-  const r = await c.runAndReadAll(sql);
-  return Number(r.getRows()[0]?.[0] ?? 0);
-}
-
 function refSql(
   format: FormatSql,
   ref: FieldRef | undefined,
@@ -73,13 +74,43 @@ function refSql(
   return `nullif(trim(${expr}), '')`;
 }
 
+/** Days a file may span and still be written one COPY per day (see writeByDate). */
+const COPIES_PER_DATE_MAX = 8;
+
+/** The columns of `cand` that every table has, ahead of its own. */
+const LINE_COLUMNS = ['n', 'ts', 'ts_raw', 'device', 'date'];
+
+/**
+ * SQL over the split chunks yielding every non-blank line as `(n, raw)`, without its carriage return.
+ * Each chunk file holds whole lines and ends with a newline; its index (in its name) gives the number of
+ * its first line. Blank means nothing but spaces; the cheap tests go first (this runs once per line,
+ * on one thread: see below).
+ */
+function dataLinesSql(split: SplitResult, header: number | undefined): string {
+  if (split.chunks.length === 0) return 'SELECT NULL::BIGINT AS n, NULL::VARCHAR AS raw WHERE false';
+  const files = `[${split.chunks.map((ch) => sqlString(ch.path)).join(', ')}]`;
+  const first = `[${split.chunks.map((ch) => ch.firstLine).join(', ')}]`;
+  return `SELECT n, raw FROM (
+      SELECT ${first}[chunk] + i - 1 AS n, CASE WHEN suffix(line, chr(13)) THEN rtrim(line, chr(13)) ELSE line END AS raw
+      FROM (SELECT chunk, unnest(s) AS line, generate_subscripts(s, 1) AS i
+            FROM (SELECT CAST(regexp_extract(filename, 'chunk-(\\d+)\\.txt$', 1) AS INTEGER) + 1 AS chunk,
+                         string_split(content, chr(10)) AS s
+                  FROM read_text(${files}))))
+    WHERE raw <> '' AND (NOT prefix(raw, ' ') OR trim(raw) <> '')${header === undefined ? '' : ` AND n <> ${header}`}`;
+}
+
+/** A reject reason for an unparseable or missing timestamp. */
+const TS_REASON = `CASE WHEN ts_raw IS NULL THEN 'ts: missing' ELSE 'ts: cannot parse timestamp "' || ts_raw || '"' END`;
+
 export async function normalize(c: DuckDBConnection, input: NormalizeInput): Promise<NormalizeResult> {
   const { split, rule, context } = input;
   const format = formatSql(rule, context);
   const keyFields = fromKeyValues(rule.map, input.sourceKey);
   const ref = (r: keyof Mapping) => refSql(format, rule.map[r], keyFields);
+  const factory = sqlString(input.factory);
 
   // Lines rejected before DuckDB (invalid UTF-8, NUL bytes, over-long) — appended, never spliced as SQL.
+  // The splitter wrote each of them as an empty line, so below they fall out with the blank lines.
   await c.run('CREATE OR REPLACE TEMP TABLE prerejects (n BIGINT, raw VARCHAR, reason VARCHAR)');
   if (split.rejects.length > 0) {
     const appender = await c.createAppender('prerejects', 'main', 'temp');
@@ -92,24 +123,6 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     appender.closeSync();
   }
 
-  // All lines with their numbers: each chunk file holds consecutive lines starting at `first_line`.
-  const chunks = split.chunks.map((ch) => `(${sqlString(ch.path)}, ${ch.firstLine}, ${ch.lines})`).join(', ');
-  await c.run(
-    chunks
-      ? `CREATE OR REPLACE TEMP TABLE lines AS
-          SELECT c.first_line + l.i - 1 AS n, rtrim(l.raw, chr(13)) AS raw
-          FROM (SELECT filename, unnest(s) AS raw, generate_subscripts(s, 1) AS i
-                FROM (SELECT filename, string_split(content, chr(10)) AS s FROM read_text([${split.chunks.map((ch) => sqlString(ch.path)).join(', ')}]))) l
-          JOIN (VALUES ${chunks}) c(filename, first_line, lines) USING (filename)
-          WHERE l.i <= c.lines AND c.first_line + l.i - 1 NOT IN (SELECT n FROM prerejects)`
-      : 'CREATE OR REPLACE TEMP TABLE lines (n BIGINT, raw VARCHAR)',
-  );
-  const headerSkip = rule.csv?.header ? `AND n <> (SELECT min(n) FROM lines WHERE trim(raw) <> '')` : '';
-  await c.run(
-    `CREATE OR REPLACE TEMP TABLE data_lines AS SELECT n, raw FROM lines WHERE trim(raw) <> '' ${headerSkip}`,
-  );
-  await c.run(`CREATE OR REPLACE TEMP TABLE parsed AS ${format.parse}`);
-
   const tsRef = ref('ts');
   const tsExpr =
     format.ts && !rule.map.ts
@@ -121,126 +134,200 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
           raw: tsRef ?? 'CAST(NULL AS VARCHAR)',
         };
   const device = ref('device') ?? sqlString(input.defaultDevice);
+  const none = 'CAST(NULL AS VARCHAR)';
 
-  if (rule.table === 'readings') {
-    let candidates: string;
-    if (rule.wide) {
-      const used = mappedFields({ ts: rule.map.ts, device: rule.map.device });
-      const metrics = rule.wide.metrics === '*' ? rule.fields.filter((f) => !used.has(f)) : rule.wide.metrics;
-      const items = metrics.map(
-        (m) =>
-          `{'metric': ${sqlString(m)}, 'value_raw': nullif(trim(${format.field(m)}), ''), 'unit': ${rule.wide!.units[m] === undefined ? 'CAST(NULL AS VARCHAR)' : sqlString(rule.wide!.units[m]!)}}`,
-      );
-      // Timestamp and partition date once per line, before the line fans out into one row per metric.
-      candidates = items.length
-        ? `SELECT n, ts, ts_raw, device, date, m.metric AS metric, m.value_raw AS value_raw, m.unit AS unit
-           FROM (SELECT n, ts, ts_raw, device, ${utcDate('ts')} AS date, unnest([${items.join(', ')}]) AS m
-                 FROM (SELECT *, ${tsExpr.expr} AS ts, ${tsExpr.raw} AS ts_raw, ${device} AS device FROM parsed WHERE err IS NULL))`
-        : `SELECT n, CAST(NULL AS TIMESTAMPTZ) ts, NULL ts_raw, NULL device, NULL date, NULL metric, NULL value_raw, NULL unit FROM parsed WHERE false`;
-    } else {
-      candidates = `SELECT n, ts, ts_raw, device, ${utcDate('ts')} AS date, metric, value_raw, unit FROM (
-        SELECT n, ${tsExpr.expr} AS ts, ${tsExpr.raw} AS ts_raw, ${device} AS device,
-          ${ref('metric') ?? 'CAST(NULL AS VARCHAR)'} AS metric, ${ref('value') ?? 'CAST(NULL AS VARCHAR)'} AS value_raw,
-          ${ref('unit') ?? 'CAST(NULL AS VARCHAR)'} AS unit
-        FROM parsed WHERE err IS NULL)`;
-    }
-    await c.run(
-      `CREATE OR REPLACE TEMP TABLE cand AS
-        SELECT *, TRY_CAST(${rule.csv?.decimalComma ? "replace(value_raw, ',', '.')" : 'value_raw'} AS DOUBLE) AS value
-        FROM (${candidates})`,
+  // One pass over the data lines: parse, map, convert and decide each line's fate (`reason` is NULL
+  // for a loaded line). Field expressions yield NULL on a line that did not parse (see FormatSql).
+  // The raw text is kept only for rejected lines. This is the one table the step materializes.
+  let columns: [name: string, sql: string][]; // the table's own columns, computed per parsed line
+  let keep: string[]; // of those, the ones `cand` keeps
+  let checks: string[]; // reject reasons in priority order (CASE branches), after the timestamp
+  let readingsSql = ''; // for readings: the output rows, selected from the loaded lines of `cand`
+  let readingCount = 'count(*) FILTER (reason IS NULL)';
+  const metricSql = (unit: string | undefined) => (unit === undefined ? none : sqlString(unit));
+  if (rule.table === 'readings' && rule.wide) {
+    const used = mappedFields({ ts: rule.map.ts, device: rule.map.device });
+    const metrics = rule.wide.metrics === '*' ? rule.fields.filter((f) => !used.has(f)) : rule.wide.metrics;
+    const units = rule.wide.units;
+    const toDouble = (x: string) =>
+      `TRY_CAST(${rule.csv?.decimalComma ? `replace(${x}, ',', '.')` : x} AS DOUBLE)`;
+    // One raw and one numeric column per metric (r1, v1, …): validated per line, unnested on output.
+    columns = metrics.flatMap((m, i): [string, string][] => {
+      const raw = `nullif(trim(${format.field(m)}), '')`;
+      return [
+        [`r${i + 1}`, raw],
+        [`v${i + 1}`, toDouble(raw)],
+      ];
+    });
+    keep = metrics.map((_, i) => `v${i + 1}`);
+    checks =
+      metrics.length === 0
+        ? [`WHEN true THEN 'no metric columns'`]
+        : [
+            `WHEN ${metrics.map((_, i) => `r${i + 1} IS NULL`).join(' AND ')} THEN 'value: no metric value on the line'`,
+            ...metrics.map(
+              (m, i) =>
+                `WHEN r${i + 1} IS NOT NULL AND (v${i + 1} IS NULL OR NOT isfinite(v${i + 1})) THEN ${sqlString(`value: ${m} is not a number: "`)} || r${i + 1} || '"'`,
+            ),
+          ];
+    const items = metrics.map(
+      (m, i) => `{'metric': ${sqlString(m)}, 'value': v${i + 1}, 'unit': ${metricSql(units[m])}}`,
     );
-    await c.run(`CREATE OR REPLACE TEMP TABLE line_errors AS
-      SELECT n, min(reason) AS reason FROM (
-      SELECT n, reason FROM (
-        SELECT n, CASE
-          WHEN ts IS NULL THEN CASE WHEN ts_raw IS NULL THEN 'ts: missing' ELSE 'ts: cannot parse timestamp "' || ts_raw || '"' END
-          WHEN device IS NULL THEN 'device: missing'
-          WHEN metric IS NULL THEN 'metric: missing'
-          WHEN value_raw IS NOT NULL AND (value IS NULL OR NOT isfinite(value)) THEN 'value: ' || metric || ' is not a number: "' || value_raw || '"'
-        END AS reason FROM cand)
-      WHERE reason IS NOT NULL
-      UNION ALL
-      SELECT n, 'value: no metric value on the line' FROM cand GROUP BY n HAVING count(value_raw) = 0
-      UNION ALL
-      SELECT n, 'no metric columns' FROM parsed WHERE err IS NULL AND n NOT IN (SELECT n FROM cand))
-      GROUP BY n`);
-    await c.run(
-      `CREATE OR REPLACE TEMP TABLE out_readings AS
-      SELECT ts, ${sqlString(input.factory)} AS factory, device, metric, value, unit,
-             $source_key AS source_key, n AS source_line, date
-      FROM cand ANTI JOIN line_errors USING (n) WHERE value IS NOT NULL`,
-      { source_key: input.sourceKey },
-    );
-    await c.run('CREATE OR REPLACE TEMP TABLE out_events AS SELECT NULL WHERE false');
+    readingCount = metrics.length
+      ? `sum(${metrics.map((_, i) => `(v${i + 1} IS NOT NULL)::BIGINT`).join(' + ')}) FILTER (reason IS NULL)`
+      : '0';
+    readingsSql = `SELECT ts, ${factory} AS factory, device, m.metric AS metric, m.value AS value, m.unit AS unit,
+        $source_key AS source_key, n AS source_line, date
+      FROM (SELECT ts, device, n, date, unnest([${items.join(', ') || 'NULL'}]) AS m FROM cand WHERE reason IS NULL)
+      WHERE m.value IS NOT NULL`;
+  } else if (rule.table === 'readings') {
+    columns = [
+      ['metric', ref('metric') ?? none],
+      ['value_raw', ref('value') ?? none],
+      ['unit', ref('unit') ?? none],
+    ];
+    keep = ['metric', 'value', 'unit'];
+    checks = [
+      `WHEN metric IS NULL THEN 'metric: missing'`,
+      `WHEN value_raw IS NULL THEN 'value: no metric value on the line'`,
+      `WHEN value IS NULL OR NOT isfinite(value) THEN 'value: ' || metric || ' is not a number: "' || value_raw || '"'`,
+    ];
+    readingsSql = `SELECT ts, ${factory} AS factory, device, metric, value, unit,
+        $source_key AS source_key, n AS source_line, date
+      FROM cand WHERE reason IS NULL`;
   } else {
     const code =
       ref('code') ??
       (rule.codePattern && ref('message')
         ? `nullif(regexp_extract(${ref('message')}, ${sqlString(rule.codePattern)}, 1), '')`
-        : 'CAST(NULL AS VARCHAR)');
-    const severity = severityFor(format, ref('severity'));
-    await c.run(`CREATE OR REPLACE TEMP TABLE cand AS
-      SELECT n, ${tsExpr.expr} AS ts, ${tsExpr.raw} AS ts_raw, ${device} AS device, ${severity} AS severity,
-             ${code} AS code, ${ref('component') ?? 'CAST(NULL AS VARCHAR)'} AS component,
-             coalesce(${ref('message') ?? 'NULL'}, raw) AS message, CAST(${format.attributes} AS JSON) AS attributes
-      FROM parsed WHERE err IS NULL`);
-    await c.run(`CREATE OR REPLACE TEMP TABLE line_errors AS
-      SELECT n, CASE WHEN ts_raw IS NULL THEN 'ts: missing' ELSE 'ts: cannot parse timestamp "' || ts_raw || '"' END AS reason
-      FROM cand WHERE ts IS NULL`);
-    await c.run(
-      `CREATE OR REPLACE TEMP TABLE out_events AS
-      SELECT ts, ${sqlString(input.factory)} AS factory, device, severity, ${severityNameSql('severity')} AS severity_name,
-             code, component, message, attributes, $source_key AS source_key, n AS source_line,
-             ${utcDate('ts')} AS date
-      FROM cand WHERE n NOT IN (SELECT n FROM line_errors)`,
-      { source_key: input.sourceKey },
-    );
-    await c.run('CREATE OR REPLACE TEMP TABLE out_readings AS SELECT NULL WHERE false');
+        : none);
+    columns = [
+      ['severity', severityFor(format, ref('severity'))],
+      ['code', code],
+      ['component', ref('component') ?? none],
+      ['message', `coalesce(${ref('message') ?? 'NULL'}, raw)`],
+      ['attributes', `CAST(${format.attributes} AS JSON)`],
+    ];
+    keep = columns.map(([name]) => name);
+    checks = [];
   }
+  // Long readings convert their one value here; wide readings did it per metric above.
+  const value =
+    rule.table === 'readings' && !rule.wide
+      ? `, TRY_CAST(${rule.csv?.decimalComma ? "replace(value_raw, ',', '.')" : 'value_raw'} AS DOUBLE) AS value`
+      : '';
+  const header = rule.csv?.header ? split.firstLine : undefined;
+  const perLine: [string, string][] = [
+    ['ts', tsExpr.expr],
+    ['ts_raw', tsExpr.raw],
+    ['device', device],
+    ...columns,
+  ];
+  // The data lines are materialized first: read_text yields one row per chunk, so a pipeline fed by
+  // it directly would run on one thread; a scan of the table runs on all of them.
+  await c.run(`CREATE OR REPLACE TEMP TABLE data_lines AS ${dataLinesSql(split, header)}`);
+  await c.run(`CREATE OR REPLACE TEMP TABLE cand AS
+    WITH parsed AS (${format.parse})
+    SELECT ${[...LINE_COLUMNS, ...keep].join(', ')}, reason, CASE WHEN reason IS NOT NULL THEN raw END AS raw
+    FROM (SELECT *, coalesce(err, CASE WHEN ts IS NULL THEN ${TS_REASON}
+                                      ${rule.table === 'readings' ? `WHEN device IS NULL THEN 'device: missing'` : ''}
+                                      ${checks.join('\n')} END) AS reason
+          FROM (SELECT *, ${utcDate('ts')} AS date${value}
+                FROM (SELECT n, raw, err,
+                        ${perLine.map(([name, sql]) => `${sql} AS ${name}`).join(',\n')}
+                      FROM parsed)))`);
 
   await c.run(
     `CREATE OR REPLACE TEMP TABLE out_rejects AS
-    SELECT $source_key AS source_key, n AS source_line, raw, reason, ${sqlString(input.factory)} AS factory FROM (
+    SELECT $source_key AS source_key, n AS source_line, raw, reason, ${factory} AS factory FROM (
       SELECT n, raw, reason FROM prerejects
-      UNION ALL SELECT n, raw, err FROM parsed WHERE err IS NOT NULL
-      UNION ALL SELECT e.n, l.raw, e.reason FROM line_errors e JOIN lines l USING (n))
+      UNION ALL SELECT n, raw, reason FROM cand WHERE reason IS NOT NULL)
     ORDER BY n`,
     { source_key: input.sourceKey },
   );
 
+  const stats = await c.runAndReadAll(`SELECT count(*) AS data, count(*) FILTER (reason IS NULL) AS loaded,
+      ${rule.table === 'readings' ? readingCount : '0'} AS readings,
+      min(ts) FILTER (reason IS NULL), max(ts) FILTER (reason IS NULL),
+      (SELECT count(*) FROM out_rejects) AS rejected
+    FROM cand`);
+  const [data, loaded, readingRows, minTs, maxTs, rejected] = stats.getRows()[0] as [
+    bigint,
+    bigint,
+    bigint | null,
+    DuckDBTimestampTZValue | null,
+    DuckDBTimestampTZValue | null,
+    bigint,
+  ];
   const total = split.totalLines;
-  const blank = await scalar(c, `SELECT count(*) FROM lines WHERE trim(raw) = ''`);
-  const header = rule.csv?.header
-    ? await scalar(c, `SELECT count(*) FROM lines WHERE trim(raw) <> ''`).then((x) => Math.min(x, 1))
-    : 0;
-  const rejected = await scalar(c, 'SELECT count(DISTINCT source_line) FROM out_rejects');
-  const table = rule.table === 'readings' ? 'out_readings' : 'out_events';
-  const loaded = await scalar(c, `SELECT count(DISTINCT source_line) FROM ${table}`);
-  const readings = rule.table === 'readings' ? await scalar(c, 'SELECT count(*) FROM out_readings') : 0;
-  const events = rule.table === 'events' ? await scalar(c, 'SELECT count(*) FROM out_events') : 0;
+  const headerLines = header === undefined ? 0 : 1;
+  const readings = rule.table === 'readings' ? Number(readingRows ?? 0) : 0;
+  const events = rule.table === 'events' ? Number(loaded) : 0;
   const reasons = await c.runAndReadAll(
     `SELECT regexp_extract(reason, '^[^:"(]*') AS r, count(*) FROM out_rejects GROUP BY ALL ORDER BY 2 DESC`,
   );
-  const range = await c.runAndReadAll(`SELECT min(ts), max(ts) FROM ${table}`);
-  const [minTs, maxTs] = (range.getRows()[0] ?? []) as (DuckDBTimestampTZValue | null)[];
 
   const files: OutputFile[] = [];
-  const write = async (kind: OutputFile['kind'], source: string, partitions: string, rows: number) => {
+  const params = (sql: string) => (sql.includes('$source_key') ? { source_key: input.sourceKey } : undefined);
+  const copy = async (kind: OutputFile['kind'], source: string, relativePath: string) => {
+    const path = join(input.outDir, relativePath);
+    await mkdir(dirname(path), { recursive: true });
+    await c.run(`COPY (${source}) TO ${sqlString(path)} (FORMAT parquet, COMPRESSION zstd)`, params(source));
+    files.push({ kind, path, relativePath });
+  };
+  // Loaded rows go to one file per UTC day. A file spans a day or two: one COPY per day (each a
+  // filtered scan of `cand`) is faster than DuckDB's PARTITION_BY, which is kept for files that span
+  // many days (a clock gone wrong) or dates that do not make a plain path.
+  const writeByDate = async (kind: 'readings' | 'events', source: string, rows: number) => {
     if (rows === 0) return;
+    const dates = (await c.runAndReadAll('SELECT DISTINCT date FROM cand WHERE reason IS NULL ORDER BY 1'))
+      .getRows()
+      .map(([d]) => String(d));
+    if (dates.length <= COPIES_PER_DATE_MAX && dates.every((d) => /^\d{4}-\d{2}-\d{2}$/.test(d))) {
+      for (const date of dates) {
+        await copy(
+          kind,
+          `SELECT * FROM (${source}) WHERE date = ${sqlString(date)}`,
+          `${kind}/factory=${input.factory}/date=${date}/${input.id}.parquet`,
+        );
+      }
+      return;
+    }
     const dir = join(input.outDir, kind);
     await mkdir(dir, { recursive: true });
-    await c.run(`COPY (SELECT * FROM ${source}) TO ${sqlString(dir)}
-      (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (${partitions}), WRITE_PARTITION_COLUMNS true,
-       FILENAME_PATTERN ${sqlString(input.id)}, OVERWRITE_OR_IGNORE true)`);
+    await c.run(
+      `COPY (${source}) TO ${sqlString(dir)}
+      (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (factory, date), WRITE_PARTITION_COLUMNS true,
+       FILENAME_PATTERN ${sqlString(`${input.id}-{i}`)}, OVERWRITE_OR_IGNORE true)`,
+      params(source),
+    );
     for (const path of await walk(dir))
       files.push({ kind, path, relativePath: relative(input.outDir, path) });
   };
-  await write('readings', 'out_readings', 'factory, date', readings);
-  await write('events', 'out_events', 'factory, date', events);
-  await write('rejects', 'out_rejects', 'factory', rejected);
+  await writeByDate('readings', readingsSql, readings);
+  await writeByDate(
+    'events',
+    `SELECT ts, ${factory} AS factory, device, severity, ${severityNameSql('severity')} AS severity_name,
+       code, component, message, attributes, $source_key AS source_key, n AS source_line, date
+     FROM cand WHERE reason IS NULL`,
+    events,
+  );
+  if (Number(rejected) > 0) {
+    await copy(
+      'rejects',
+      'SELECT * FROM out_rejects',
+      `rejects/factory=${input.factory}/${input.id}.parquet`,
+    );
+  }
 
   return {
-    lines: { total, loaded, rejected, blank, header },
+    lines: {
+      total,
+      loaded: Number(loaded),
+      rejected: Number(rejected),
+      blank: total - Number(data) - headerLines - split.rejects.length,
+      header: headerLines,
+    },
     rows: { readings, events },
     rejectReasons: Object.fromEntries(
       reasons.getRows().map(([r, n]) => [String(r).trim() || 'other', Number(n)]),

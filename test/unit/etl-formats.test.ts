@@ -125,6 +125,17 @@ describe('CSV / TSV', () => {
     ]);
   });
 
+  it('takes the first non-blank line as the header; blank and space-only lines are counted, not parsed', async () => {
+    const r = await etlText(
+      ' \r\n\nts,device,v\r\n2024-01-02T10:00:00Z,a,1\r\n  \r\n2024-01-02T10:01:00Z,a,2\r\n',
+    );
+    expect(r.readings.map((x) => [x.source_line, x.metric, x.value])).toEqual([
+      ['4', 'v', 1],
+      ['6', 'v', 2],
+    ]);
+    expect(r.result.lines).toEqual({ total: 6, loaded: 2, rejected: 0, blank: 3, header: 1 });
+  });
+
   it('rejects rows with the wrong number of fields, naming the counts', async () => {
     const r = await etlText('ts,device,v\n2024-01-02T10:00:00Z,a,1\n2024-01-02T10:00:00Z,a\n');
     expect(r.rejects).toEqual([
@@ -180,6 +191,8 @@ describe('free text', () => {
       source_line: '2',
       reason: expect.stringMatching(/^does not match the pattern/),
     });
+    // Attributes hold the groups the mapping does not use.
+    expect(JSON.parse(String(r.events[0]?.attributes))).toEqual({ Pid: '123' });
   });
 
   it('parses a regex with named groups (Python or JS syntax)', async () => {
@@ -245,6 +258,37 @@ describe('severity vocabularies', () => {
   ])('%s → %s', async (word, expected) => {
     const r = await etlText(`{"ts":"2024-01-02T10:00:00Z","level":"${word}","message":"m"}\n`);
     expect(r.events[0]?.severity).toBe(expected);
+  });
+});
+
+describe('output files', () => {
+  const day = (d: number) =>
+    `{"ts":"2024-01-${String(d).padStart(2, '0')}T10:00:00Z","device":"p","metric":"m","value":${d}}`;
+
+  it('writes one file per UTC day, named after the input object', async () => {
+    const r = await etlText(`${day(2)}\n${day(3)}\n${day(2)}\nbad\n`);
+    expect(r.result.files.map((f) => f.relativePath)).toEqual([
+      'readings/factory=plant/date=2024-01-02/test.parquet',
+      'readings/factory=plant/date=2024-01-03/test.parquet',
+      'rejects/factory=plant/test.parquet',
+    ]);
+    expect(r.readings.map((x) => [x.ts, x.source_line])).toEqual([
+      ['2024-01-02 10:00:00+00', '1'],
+      ['2024-01-03 10:00:00+00', '2'],
+      ['2024-01-02 10:00:00+00', '3'],
+    ]);
+  });
+
+  it('still writes one file per day, every row once, when a file spans many days', async () => {
+    const days = Array.from({ length: 20 }, (_, i) => i + 1);
+    const r = await etlText(`${days.map(day).join('\n')}\n`);
+    const files = r.result.files.map((f) => f.relativePath);
+    expect(files).toHaveLength(20);
+    expect(new Set(files.map((f) => f.split('/')[2]))).toEqual(
+      new Set(days.map((d) => `date=2024-01-${String(d).padStart(2, '0')}`)),
+    );
+    expect(r.readings.map((x) => x.value)).toEqual(days);
+    expect(r.result.rows.readings).toBe(20);
   });
 });
 
