@@ -17,12 +17,17 @@ import { ceilingFile, etlFile } from './etl-local.js';
 
 const run = promisify(execFile);
 const quick = process.argv.includes('--quick');
-/** `--only=etl,naive,memory,stack` runs some sections (for profiling one); default all. */
+/** `--only=etl,naive,memory,latency,burst,warehouse` runs some sections (`stack` = the last three). */
 const only = process.argv
   .find((a) => a.startsWith('--only='))
   ?.slice('--only='.length)
   .split(',');
-const want = (section: string) => !only || only.includes(section);
+const STACK = ['latency', 'burst', 'warehouse'];
+const want = (section: string) =>
+  !only ||
+  only.includes(section) ||
+  (STACK.includes(section) && only.includes('stack')) ||
+  (section === 'stack' && STACK.some(want));
 const SIZE = {
   lines: quick ? 100_000 : 1_000_000,
   naiveLines: quick ? 50_000 : 200_000,
@@ -182,7 +187,7 @@ if (want('naive')) {
 }
 db.closeSync();
 
-// 3. Peak RSS of the ETL process on a big file (own process, DuckDB limited to 256 MB).
+// 3. Peak RSS of the ETL process on a big file (own process, DuckDB limited as in a 512 MB Lambda).
 if (want('memory')) {
   log(`Memory (${(SIZE.memoryBytes / 1024 / 1024).toFixed(0)} MB JSONL file)`);
   {
@@ -200,13 +205,14 @@ if (want('memory')) {
       ) as {
         seconds: number;
         maxRssMB: number;
+        duckdbMemoryLimit: string;
       };
     const ours = await child('etl');
     const ceiling = await child('ceiling');
     results.memory = { bytes: SIZE.memoryBytes, ours, ceiling };
     report(
       'Peak RSS, ETL of the big file',
-      `${ours.maxRssMB.toFixed(0)} MB (${ours.seconds.toFixed(1)} s)`,
+      `${ours.maxRssMB.toFixed(0)} MB (${ours.seconds.toFixed(1)} s; 512 MB function, DuckDB ${ours.duckdbMemoryLimit})`,
       `ceiling process ${ceiling.maxRssMB.toFixed(0)} MB`,
       ours.maxRssMB / 512,
       '≤ 512 MB (ratio to 512)',
@@ -246,154 +252,160 @@ if (want('stack')) {
 
   try {
     // 4. Upload → queryable latency, one small file at a time.
-    log(`Latency (${SIZE.latencyFiles} small files, upload → queryable)`);
-    const latencies: number[] = [];
-    for (let i = 0; i < SIZE.latencyFiles; i++) {
-      const key = `lat/2026/01/01/f${i}.jsonl`;
-      const t0 = performance.now();
-      await runtime.s3.send(new PutObjectCommand({ Bucket: 'raw', Key: key, Body: small(i) }));
-      for (;;) {
-        if ((await loadedKeys(key)).has(key)) break;
-        await new Promise((r) => setTimeout(r, 25));
+    if (want('latency')) {
+      log(`Latency (${SIZE.latencyFiles} small files, upload → queryable)`);
+      const latencies: number[] = [];
+      for (let i = 0; i < SIZE.latencyFiles; i++) {
+        const key = `lat/2026/01/01/f${i}.jsonl`;
+        const t0 = performance.now();
+        await runtime.s3.send(new PutObjectCommand({ Bucket: 'raw', Key: key, Body: small(i) }));
+        for (;;) {
+          if ((await loadedKeys(key)).has(key)) break;
+          await new Promise((r) => setTimeout(r, 25));
+        }
+        latencies.push((performance.now() - t0) / 1000);
       }
-      latencies.push((performance.now() - t0) / 1000);
-    }
-    latencies.sort((a, b) => a - b);
-    const p = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
-    results.latency = { files: latencies.length, p50: p(0.5), p95: p(0.95), max: latencies.at(-1) };
-    report(
-      'Upload → queryable p50 / p95',
-      `${p(0.5).toFixed(2)} s / ${p(0.95).toFixed(2)} s`,
-      '3 s',
-      p(0.95) / 3,
-      'p95 ≤ 3 s',
-      p(0.95) <= 3,
-    );
-
-    // 5. A burst of small files: drain time, files/s, exactly once.
-    log(`Burst (${SIZE.burstFiles} files at once)`);
-    const t0 = performance.now();
-    const keys = Array.from(
-      { length: SIZE.burstFiles },
-      (_, i) => `burst/2026/01/01/f${String(i).padStart(4, '0')}.jsonl`,
-    );
-    for (let i = 0; i < keys.length; i += 32) {
-      await Promise.all(
-        keys
-          .slice(i, i + 32)
-          .map((key, j) =>
-            runtime.s3.send(new PutObjectCommand({ Bucket: 'raw', Key: key, Body: small(i + j) })),
-          ),
+      latencies.sort((a, b) => a - b);
+      const p = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
+      results.latency = { files: latencies.length, p50: p(0.5), p95: p(0.95), max: latencies.at(-1) };
+      report(
+        'Upload → queryable p50 / p95',
+        `${p(0.5).toFixed(2)} s / ${p(0.95).toFixed(2)} s`,
+        '3 s',
+        p(0.95) / 3,
+        'p95 ≤ 3 s',
+        p(0.95) <= 3,
       );
     }
-    let loaded = new Map<string, { rows: number; lines: number }>();
-    const deadline = Date.now() + (quick ? 120_000 : 480_000);
-    while (Date.now() < deadline) {
-      loaded = await loadedKeys('burst/');
-      if (loaded.size === keys.length) break;
-      await new Promise((r) => setTimeout(r, 500));
+
+    // 5. A burst of small files: drain time, files/s, exactly once.
+    if (want('burst')) {
+      log(`Burst (${SIZE.burstFiles} files at once)`);
+      const t0 = performance.now();
+      const keys = Array.from(
+        { length: SIZE.burstFiles },
+        (_, i) => `burst/2026/01/01/f${String(i).padStart(4, '0')}.jsonl`,
+      );
+      for (let i = 0; i < keys.length; i += 32) {
+        await Promise.all(
+          keys
+            .slice(i, i + 32)
+            .map((key, j) =>
+              runtime.s3.send(new PutObjectCommand({ Bucket: 'raw', Key: key, Body: small(i + j) })),
+            ),
+        );
+      }
+      let loaded = new Map<string, { rows: number; lines: number }>();
+      const deadline = Date.now() + (quick ? 120_000 : 480_000);
+      while (Date.now() < deadline) {
+        loaded = await loadedKeys('burst/');
+        if (loaded.size === keys.length) break;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      const drain = (performance.now() - t0) / 1000;
+      const lost = keys.filter((k) => !loaded.has(k)).length;
+      const duplicated = [...loaded.values()].filter((v) => v.rows !== v.lines || v.rows !== 50).length;
+      results.burst = {
+        files: keys.length,
+        drainSeconds: drain,
+        filesPerSecond: keys.length / drain,
+        lost,
+        duplicated,
+      };
+      report(
+        'Burst drain',
+        `${drain.toFixed(1)} s, ${(keys.length / drain).toFixed(1)} files/s`,
+        `${keys.length} files`,
+        undefined,
+        '0 lost, 0 duplicated',
+        lost === 0 && duplicated === 0,
+      );
+      log(`    lost ${lost}, duplicated ${duplicated}`);
     }
-    const drain = (performance.now() - t0) / 1000;
-    const lost = keys.filter((k) => !loaded.has(k)).length;
-    const duplicated = [...loaded.values()].filter((v) => v.rows !== v.lines || v.rows !== 50).length;
-    results.burst = {
-      files: keys.length,
-      drainSeconds: drain,
-      filesPerSecond: keys.length / drain,
-      lost,
-      duplicated,
-    };
-    report(
-      'Burst drain',
-      `${drain.toFixed(1)} s, ${(keys.length / drain).toFixed(1)} files/s`,
-      `${keys.length} files`,
-      undefined,
-      '0 lost, 0 duplicated',
-      lost === 0 && duplicated === 0,
-    );
-    log(`    lost ${lost}, duplicated ${duplicated}`);
 
     // 6. Warehouse append: 100,000 rows into an empty warehouse vs one holding many rows.
-    log(
-      `Warehouse append (${SIZE.warehouseAppend.toLocaleString()} rows: empty vs ${SIZE.warehouseBig.toLocaleString()} rows)`,
-    );
-    const { loadBatch } = await import('../functions/warehouse/load-batch.js');
-    const { WarehouseFile } = await import('../functions/warehouse/warehouse-file.js');
-    const { bundledReference } = await import('../functions/enrich/reference.js');
-    const { sqlString } = await import('../functions/core/duckdb.js');
-    const ref = {
-      ...bundledReference(join(root, '..', 'config')),
-      sources: { devices: 'bundled', errorCodes: 'bundled' },
-    };
-    const rowsSql = (n: number, offset: number) =>
-      `SELECT TIMESTAMPTZ '2026-01-01 00:00:00+00' + to_seconds(i) AS ts, 'bench' AS factory, 'd' || (i % 50) AS device, 'm' || (i % 5) AS metric,
+    if (want('warehouse')) {
+      log(
+        `Warehouse append (${SIZE.warehouseAppend.toLocaleString()} rows: empty vs ${SIZE.warehouseBig.toLocaleString()} rows)`,
+      );
+      const { loadBatch } = await import('../functions/warehouse/load-batch.js');
+      const { WarehouseFile } = await import('../functions/warehouse/warehouse-file.js');
+      const { bundledReference } = await import('../functions/enrich/reference.js');
+      const { sqlString } = await import('../functions/core/duckdb.js');
+      const ref = {
+        ...bundledReference(join(root, '..', 'config')),
+        sources: { devices: 'bundled', errorCodes: 'bundled' },
+      };
+      const rowsSql = (n: number, offset: number) =>
+        `SELECT TIMESTAMPTZ '2026-01-01 00:00:00+00' + to_seconds(i) AS ts, 'bench' AS factory, 'd' || (i % 50) AS device, 'm' || (i % 5) AS metric,
       random() AS value, 'u' AS unit, 'src' || ${offset} AS source_key, i AS source_line, '2026-01-01' AS date, 'e' AS source_etag,
       NULL::VARCHAR AS model, NULL::VARCHAR AS line, NULL::VARCHAR AS site, NULL::VARCHAR AS criticality,
       NULL::DOUBLE AS baseline_median, NULL::DOUBLE AS baseline_mad, NULL::DOUBLE AS anomaly_score, false AS is_anomaly
      FROM range(${n}) t(i)`;
-    const appendInto = async (bucket: string, preload: number) => {
-      await runtime.s3.send(new CreateBucketCommand({ Bucket: bucket }));
-      const dir = await mkdtemp(join(tmp, `${bucket}-`));
-      const file = new WarehouseFile(bucket, dir);
-      const deps = {
-        file,
-        warehouseBucket: bucket,
-        tmpDir: dir,
-        baselineDays: 7,
-        reference: async () => ref,
-      };
-      const c = await (await DuckDBInstance.create(':memory:')).connect();
-      const put = async (name: string, sql: string) => {
-        const path = join(dir, `${name}.parquet`);
-        await c.run(`COPY (${sql}) TO ${sqlString(path)} (FORMAT parquet)`);
-        const { readFile } = await import('node:fs/promises');
-        await runtime.s3.send(
-          new PutObjectCommand({
-            Bucket: 'lake',
-            Key: `bench/${bucket}/${name}.parquet`,
-            Body: await readFile(path),
-          }),
-        );
-        const head = await runtime.s3.send(
-          new HeadObjectCommand({ Bucket: 'lake', Key: `bench/${bucket}/${name}.parquet` }),
-        );
-        return {
-          kind: 'data' as const,
-          table: 'readings' as const,
-          bucket: 'lake',
-          key: `bench/${bucket}/${name}.parquet`,
-          eTag: head.ETag!.replace(/"/g, ''),
-          rows: 0,
-          sourceKey: `src-${name}`,
-          sourceETag: 'e',
-          rawCreatedAt: new Date().toISOString(),
-          enrichedAt: new Date().toISOString(),
+      const appendInto = async (bucket: string, preload: number) => {
+        await runtime.s3.send(new CreateBucketCommand({ Bucket: bucket }));
+        const dir = await mkdtemp(join(tmp, `${bucket}-`));
+        const file = new WarehouseFile(bucket, dir);
+        const deps = {
+          file,
+          warehouseBucket: bucket,
+          tmpDir: dir,
+          baselineDays: 7,
+          reference: async () => ref,
         };
+        const c = await (await DuckDBInstance.create(':memory:')).connect();
+        const put = async (name: string, sql: string) => {
+          const path = join(dir, `${name}.parquet`);
+          await c.run(`COPY (${sql}) TO ${sqlString(path)} (FORMAT parquet)`);
+          const { readFile } = await import('node:fs/promises');
+          await runtime.s3.send(
+            new PutObjectCommand({
+              Bucket: 'lake',
+              Key: `bench/${bucket}/${name}.parquet`,
+              Body: await readFile(path),
+            }),
+          );
+          const head = await runtime.s3.send(
+            new HeadObjectCommand({ Bucket: 'lake', Key: `bench/${bucket}/${name}.parquet` }),
+          );
+          return {
+            kind: 'data' as const,
+            table: 'readings' as const,
+            bucket: 'lake',
+            key: `bench/${bucket}/${name}.parquet`,
+            eTag: head.ETag!.replace(/"/g, ''),
+            rows: 0,
+            sourceKey: `src-${name}`,
+            sourceETag: 'e',
+            rawCreatedAt: new Date().toISOString(),
+            enrichedAt: new Date().toISOString(),
+          };
+        };
+        // Preload (or an empty first batch), so the measured batch starts from a current local copy as a warm writer does.
+        await loadBatch([await put('preload', rowsSql(Math.max(1, preload), 1))], deps);
+        const msg = await put('append', rowsSql(SIZE.warehouseAppend, 2));
+        const [, seconds] = await time(() => loadBatch([msg], deps));
+        c.closeSync();
+        return seconds;
       };
-      // Preload (or an empty first batch), so the measured batch starts from a current local copy as a warm writer does.
-      await loadBatch([await put('preload', rowsSql(Math.max(1, preload), 1))], deps);
-      const msg = await put('append', rowsSql(SIZE.warehouseAppend, 2));
-      const [, seconds] = await time(() => loadBatch([msg], deps));
-      c.closeSync();
-      return seconds;
-    };
-    const empty = await appendInto('wh-empty', 1);
-    const big = await appendInto('wh-big', SIZE.warehouseBig);
-    results.warehouseAppend = {
-      rows: SIZE.warehouseAppend,
-      emptySeconds: empty,
-      bigSeconds: big,
-      bigRows: SIZE.warehouseBig,
-      ratio: big / empty,
-    };
-    report(
-      `Warehouse append, ${SIZE.warehouseBig.toLocaleString()}-row vs empty warehouse`,
-      `${big.toFixed(2)} s`,
-      `empty ${empty.toFixed(2)} s`,
-      big / empty,
-      '≤ 1.5×',
-      big / empty <= 1.5,
-    );
+      const empty = await appendInto('wh-empty', 1);
+      const big = await appendInto('wh-big', SIZE.warehouseBig);
+      results.warehouseAppend = {
+        rows: SIZE.warehouseAppend,
+        emptySeconds: empty,
+        bigSeconds: big,
+        bigRows: SIZE.warehouseBig,
+        ratio: big / empty,
+      };
+      report(
+        `Warehouse append, ${SIZE.warehouseBig.toLocaleString()}-row vs empty warehouse`,
+        `${big.toFixed(2)} s`,
+        `empty ${empty.toFixed(2)} s`,
+        big / empty,
+        '≤ 1.5×',
+        big / empty <= 1.5,
+      );
+    }
   } finally {
     await runtime.stop();
   }

@@ -96,8 +96,12 @@ async function apply(
         continue;
       }
       await downloadToFile(m.bucket, m.key, path);
-      await c.run(`DELETE FROM ${m.table} WHERE lake_key = $k`, { k: m.key });
-      await c.run(`DELETE FROM ledger WHERE lake_key = $k`, { k: m.key });
+      // Rows of an earlier version of this lake object exist only if the ledger has it (both are
+      // written in one transaction): only then is the table scanned for them.
+      if (existing !== undefined) {
+        await c.run(`DELETE FROM ${m.table} WHERE lake_key = $k`, { k: m.key });
+        await c.run(`DELETE FROM ledger WHERE lake_key = $k`, { k: m.key });
+      }
       const rows = (
         await c.run(
           `INSERT INTO ${m.table} BY NAME SELECT *, $k AS lake_key FROM read_parquet(${sqlString(path)})`,
