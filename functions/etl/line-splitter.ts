@@ -47,6 +47,8 @@ export interface SplitOptions {
 }
 
 const NL = 0x0a;
+/** An object with a NUL byte this early is binary, not a text log. */
+const BINARY_HEAD_BYTES = 8192;
 const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 /** Bytes of an over-long or invalid line kept in its reject record; the raw object keeps all of it. */
 const REJECT_KEEP_BYTES = 4096;
@@ -63,7 +65,7 @@ export async function splitLines(input: Readable, options: SplitOptions): Promis
   let carry: Buffer | undefined;
   /** Set while skipping the rest of an over-long line: its bytes are dropped until the next newline. */
   let overlong: { line: number; head: Buffer; bytes: number } | undefined;
-  let first = true;
+  let headBytes = 0;
   let bomChecked = false;
 
   const openChunk = () => {
@@ -111,43 +113,57 @@ export async function splitLines(input: Readable, options: SplitOptions): Promis
     return undefined;
   };
 
+  /**
+   * Makes the chunk the next line goes into current. A chunk ends with the line that takes it to
+   * `chunkBytes`: chunk boundaries depend on the content only, never on how the stream was cut.
+   */
+  const ensureChunk = async () => {
+    if (!current || currentBytes >= chunkBytes) {
+      await closeChunk();
+      openChunk();
+    }
+  };
+
   /** Writes a region of complete lines (each ending in \n). */
   const writeRegion = async (region: Buffer) => {
-    let lines = 0;
     let slowPath = !isUtf8(region) || region.includes(0);
-    let pos = 0;
-    if (!slowPath) {
-      while (pos < region.length) {
+    if (!slowPath && region.length > options.maxLineBytes) {
+      for (let pos = 0; pos < region.length; ) {
         const end = region.indexOf(NL, pos);
         if (end - pos > options.maxLineBytes) {
           slowPath = true;
           break;
         }
-        lines++;
-        if (result.sample.length < sampleLines)
-          addSample(region.subarray(pos, end), result.totalLines + lines);
         pos = end + 1;
       }
     }
     if (!slowPath) {
-      if (!current || currentBytes >= chunkBytes) {
-        await closeChunk();
-        openChunk();
+      // Every line is fine: count them, and copy the region in as few writes as the chunking allows.
+      await ensureChunk();
+      let start = 0;
+      let lines = 0;
+      for (let pos = 0; pos < region.length; ) {
+        const end = region.indexOf(NL, pos);
+        lines++;
+        if (result.sample.length < sampleLines)
+          addSample(region.subarray(pos, end), result.totalLines + lines);
+        pos = end + 1;
+        if (currentBytes + (pos - start) >= chunkBytes || pos === region.length) {
+          current!.lines += lines;
+          result.totalLines += lines;
+          await write(region.subarray(start, pos));
+          start = pos;
+          lines = 0;
+          if (pos < region.length) await ensureChunk();
+        }
       }
-      current!.lines += lines;
-      result.totalLines += lines;
-      await write(region);
       return;
     }
     // Slow path: at least one line is bad; go line by line.
-    pos = 0;
-    while (pos < region.length) {
+    for (let pos = 0; pos < region.length; ) {
       const end = region.indexOf(NL, pos);
       const line = region.subarray(pos, end);
-      if (!current || currentBytes >= chunkBytes) {
-        await closeChunk();
-        openChunk();
-      }
+      await ensureChunk();
       result.totalLines++;
       current!.lines++;
       const problem = lineProblem(line);
@@ -164,10 +180,7 @@ export async function splitLines(input: Readable, options: SplitOptions): Promis
 
   const finishOverlong = async () => {
     if (!overlong) return;
-    if (!current || currentBytes >= chunkBytes) {
-      await closeChunk();
-      openChunk();
-    }
+    await ensureChunk();
     result.totalLines++;
     current!.lines++;
     reject(
@@ -183,9 +196,10 @@ export async function splitLines(input: Readable, options: SplitOptions): Promis
     for await (const piece of input) {
       let data = piece as Buffer;
       result.bytes += data.length;
-      if (first) {
-        first = false;
-        const head = data.subarray(0, 8192);
+      if (headBytes < BINARY_HEAD_BYTES) {
+        // The first 8 KiB of the object, however the stream cut them.
+        const head = data.subarray(0, BINARY_HEAD_BYTES - headBytes);
+        headBytes += head.length;
         if (head.includes(0)) {
           result.binary = true;
           // Drain nothing further: the caller quarantines the whole object.

@@ -4,7 +4,7 @@ import type { DuckDBConnection, DuckDBTimestampTZValue } from '@duckdb/node-api'
 import { sqlString } from '../core/duckdb.js';
 import type { FieldRef, Mapping } from './factories.js';
 import { type FormatContext, type FormatSql, formatSql, severityFor } from './formats.js';
-import type { SplitResult } from './line-splitter.js';
+import type { LineChunk, SplitResult } from './line-splitter.js';
 import { mappedFields, type ResolvedRule } from './rule.js';
 import { severityNameSql } from './severity.js';
 import { timestampSql } from './timestamps.js';
@@ -13,11 +13,12 @@ import { timestampSql } from './timestamps.js';
  * Parses, validates and normalizes one split file inside DuckDB, and writes the Parquet outputs.
  * Every line ends in exactly one bucket: loaded, rejected (with a reason), blank or header.
  *
- * Two tables are materialized, each once: `data_lines (n, raw)` — the non-blank lines with their
- * numbers — and `cand`, one row per data line with its parsed, converted columns and `reason` (NULL when
- * the line loads; the raw text is kept only for rejected lines). Outputs, counts and rejects are scans
- * of `cand`. (An earlier version materialized five tables, raw text in three of them, and was 2–3×
- * slower: the README's benchmark section has the before/after.)
+ * The file goes through in batches of chunks (32 MB of text), so memory does not grow with the file.
+ * Per batch, two tables are materialized, each once: `data_lines (n, raw)` — the non-blank lines with
+ * their numbers — and `cand`, one row per data line with its parsed, converted columns and `reason`
+ * (NULL when the line loads; the raw text is kept only for rejected lines). Outputs, counts and rejects
+ * are scans of `cand`. (An earlier version materialized five tables over the whole file, raw text in
+ * three of them, and was 2–3× slower: the README's benchmark section has the before/after.)
  */
 
 export interface NormalizeInput {
@@ -74,7 +75,14 @@ function refSql(
   return `nullif(trim(${expr}), '')`;
 }
 
-/** Days a file may span and still be written one COPY per day (see writeByDate). */
+/**
+ * Chunks per batch: 32 MB of text at the splitter's 4 MB chunks (see the batch loop). Measured on a 1 GB
+ * file with DuckDB at 204 MB: 16 MB batches peak at 375 MB RSS (16 s), 32 MB at 430 MB (13 s), 64 MB at
+ * 510 MB (13 s), one batch (the whole file) at 500–570 MB (19 s).
+ */
+const BATCH_CHUNKS = 8;
+
+/** Days a batch may span and still be written one COPY per day (see writeByDate). */
 const COPIES_PER_DATE_MAX = 8;
 
 /** The columns of `cand` that every table has, ahead of its own. */
@@ -82,13 +90,12 @@ const LINE_COLUMNS = ['n', 'ts', 'ts_raw', 'device', 'date'];
 
 /**
  * SQL over the split chunks yielding every non-blank line as `(n, raw)`, without its carriage return.
- * Each chunk file holds whole lines and ends with a newline; its index (in its name) gives the number of
- * its first line. Blank means nothing but spaces; the cheap tests go first (this runs once per line,
+ * Each chunk file holds whole lines and ends with a newline; its index in the file (in its name) gives
+ * the number of its first line. Blank means nothing but spaces; the cheap tests go first (this runs once per line,
  * on one thread: see below).
  */
-function dataLinesSql(split: SplitResult, header: number | undefined): string {
-  if (split.chunks.length === 0) return 'SELECT NULL::BIGINT AS n, NULL::VARCHAR AS raw WHERE false';
-  const files = `[${split.chunks.map((ch) => sqlString(ch.path)).join(', ')}]`;
+function dataLinesSql(split: SplitResult, batch: LineChunk[], header: number | undefined): string {
+  const files = `[${batch.map((ch) => sqlString(ch.path)).join(', ')}]`;
   const first = `[${split.chunks.map((ch) => ch.firstLine).join(', ')}]`;
   return `SELECT n, raw FROM (
       SELECT ${first}[chunk] + i - 1 AS n, CASE WHEN suffix(line, chr(13)) THEN rtrim(line, chr(13)) ELSE line END AS raw
@@ -223,50 +230,15 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     ['device', device],
     ...columns,
   ];
-  // The data lines are materialized first: read_text yields one row per chunk, so a pipeline fed by
-  // it directly would run on one thread; a scan of the table runs on all of them.
-  await c.run(`CREATE OR REPLACE TEMP TABLE data_lines AS ${dataLinesSql(split, header)}`);
-  await c.run(`CREATE OR REPLACE TEMP TABLE cand AS
-    WITH parsed AS (${format.parse})
-    SELECT ${[...LINE_COLUMNS, ...keep].join(', ')}, reason, CASE WHEN reason IS NOT NULL THEN raw END AS raw
-    FROM (SELECT *, coalesce(err, CASE WHEN ts IS NULL THEN ${TS_REASON}
-                                      ${rule.table === 'readings' ? `WHEN device IS NULL THEN 'device: missing'` : ''}
-                                      ${checks.join('\n')} END) AS reason
-          FROM (SELECT *, ${utcDate('ts')} AS date${value}
-                FROM (SELECT n, raw, err,
-                        ${perLine.map(([name, sql]) => `${sql} AS ${name}`).join(',\n')}
-                      FROM parsed)))`);
-
+  // Rejects of every batch, and those of the byte pass.
   await c.run(
     `CREATE OR REPLACE TEMP TABLE out_rejects AS
-    SELECT $source_key AS source_key, n AS source_line, raw, reason, ${factory} AS factory FROM (
-      SELECT n, raw, reason FROM prerejects
-      UNION ALL SELECT n, raw, reason FROM cand WHERE reason IS NOT NULL)
-    ORDER BY n`,
+     SELECT $source_key AS source_key, n AS source_line, raw, reason, ${factory} AS factory FROM prerejects`,
     { source_key: input.sourceKey },
   );
-
-  const stats = await c.runAndReadAll(`SELECT count(*) AS data, count(*) FILTER (reason IS NULL) AS loaded,
-      ${rule.table === 'readings' ? readingCount : '0'} AS readings,
-      min(ts) FILTER (reason IS NULL), max(ts) FILTER (reason IS NULL),
-      (SELECT count(*) FROM out_rejects) AS rejected
-    FROM cand`);
-  const [data, loaded, readingRows, minTs, maxTs, rejected] = stats.getRows()[0] as [
-    bigint,
-    bigint,
-    bigint | null,
-    DuckDBTimestampTZValue | null,
-    DuckDBTimestampTZValue | null,
-    bigint,
-  ];
-  const total = split.totalLines;
-  const headerLines = header === undefined ? 0 : 1;
-  const readings = rule.table === 'readings' ? Number(readingRows ?? 0) : 0;
-  const events = rule.table === 'events' ? Number(loaded) : 0;
-  const reasons = await c.runAndReadAll(
-    `SELECT regexp_extract(reason, '^[^:"(]*') AS r, count(*) FROM out_rejects GROUP BY ALL ORDER BY 2 DESC`,
-  );
-
+  const totals = { data: 0, loaded: 0, readings: 0 };
+  let minTs: DuckDBTimestampTZValue | undefined;
+  let maxTs: DuckDBTimestampTZValue | undefined;
   const files: OutputFile[] = [];
   const params = (sql: string) => (sql.includes('$source_key') ? { source_key: input.sourceKey } : undefined);
   const copy = async (kind: OutputFile['kind'], source: string, relativePath: string) => {
@@ -278,8 +250,7 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
   // Loaded rows go to one file per UTC day. A file spans a day or two: one COPY per day (each a
   // filtered scan of `cand`) is faster than DuckDB's PARTITION_BY, which is kept for files that span
   // many days (a clock gone wrong) or dates that do not make a plain path.
-  const writeByDate = async (kind: 'readings' | 'events', source: string, rows: number) => {
-    if (rows === 0) return;
+  const writeByDate = async (kind: 'readings' | 'events', source: string, stem: string) => {
     const dates = (await c.runAndReadAll('SELECT DISTINCT date FROM cand WHERE reason IS NULL ORDER BY 1'))
       .getRows()
       .map(([d]) => String(d));
@@ -288,34 +259,91 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
         await copy(
           kind,
           `SELECT * FROM (${source}) WHERE date = ${sqlString(date)}`,
-          `${kind}/factory=${input.factory}/date=${date}/${input.id}.parquet`,
+          `${kind}/factory=${input.factory}/date=${date}/${stem}.parquet`,
         );
       }
       return;
     }
     const dir = join(input.outDir, kind);
     await mkdir(dir, { recursive: true });
+    const known = new Set(files.map((f) => f.path));
     await c.run(
       `COPY (${source}) TO ${sqlString(dir)}
       (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (factory, date), WRITE_PARTITION_COLUMNS true,
-       FILENAME_PATTERN ${sqlString(`${input.id}-{i}`)}, OVERWRITE_OR_IGNORE true)`,
+       FILENAME_PATTERN ${sqlString(`${stem}_{i}`)}, OVERWRITE_OR_IGNORE true)`,
       params(source),
     );
-    for (const path of await walk(dir))
-      files.push({ kind, path, relativePath: relative(input.outDir, path) });
+    for (const path of await walk(dir)) {
+      if (!known.has(path)) files.push({ kind, path, relativePath: relative(input.outDir, path) });
+    }
   };
-  await writeByDate('readings', readingsSql, readings);
-  await writeByDate(
-    'events',
-    `SELECT ts, ${factory} AS factory, device, severity, ${severityNameSql('severity')} AS severity_name,
-       code, component, message, attributes, $source_key AS source_key, n AS source_line, date
-     FROM cand WHERE reason IS NULL`,
-    events,
+
+  // The file is processed in batches of chunks, so that memory and temporary disk are bounded by the
+  // batch, not the file. Chunk boundaries depend on the content only, so a retry makes the same batches
+  // and the same output names: `<id>` for the first batch, `<id>-<b>` for the others.
+  for (let b = 0; b * BATCH_CHUNKS < split.chunks.length; b++) {
+    const batch = split.chunks.slice(b * BATCH_CHUNKS, (b + 1) * BATCH_CHUNKS);
+    const stem = b === 0 ? input.id : `${input.id}-${b}`;
+    // The data lines are materialized first: read_text yields one row per chunk, so a pipeline fed by
+    // it directly would run on one thread; a scan of the table runs on all of them.
+    await c.run(`CREATE OR REPLACE TEMP TABLE data_lines AS ${dataLinesSql(split, batch, header)}`);
+    await c.run(`CREATE OR REPLACE TEMP TABLE cand AS
+      WITH parsed AS (${format.parse})
+      SELECT ${[...LINE_COLUMNS, ...keep].join(', ')}, reason, CASE WHEN reason IS NOT NULL THEN raw END AS raw
+      FROM (SELECT *, coalesce(err, CASE WHEN ts IS NULL THEN ${TS_REASON}
+                                        ${rule.table === 'readings' ? `WHEN device IS NULL THEN 'device: missing'` : ''}
+                                        ${checks.join('\n')} END) AS reason
+            FROM (SELECT *, ${utcDate('ts')} AS date${value}
+                  FROM (SELECT n, raw, err,
+                          ${perLine.map(([name, sql]) => `${sql} AS ${name}`).join(',\n')}
+                        FROM parsed)))`);
+    await c.run('DROP TABLE data_lines');
+    await c.run(
+      `INSERT INTO out_rejects
+       SELECT $source_key, n, raw, reason, ${factory} FROM cand WHERE reason IS NOT NULL`,
+      { source_key: input.sourceKey },
+    );
+    const stats = await c.runAndReadAll(`SELECT count(*), count(*) FILTER (reason IS NULL),
+        ${rule.table === 'readings' ? readingCount : '0'},
+        min(ts) FILTER (reason IS NULL), max(ts) FILTER (reason IS NULL)
+      FROM cand`);
+    const [data, loaded, readingRows, lo, hi] = stats.getRows()[0] as [
+      bigint,
+      bigint,
+      bigint | number | null,
+      DuckDBTimestampTZValue | null,
+      DuckDBTimestampTZValue | null,
+    ];
+    totals.data += Number(data);
+    totals.loaded += Number(loaded);
+    totals.readings += Number(readingRows ?? 0);
+    if (lo && (!minTs || lo.micros < minTs.micros)) minTs = lo;
+    if (hi && (!maxTs || hi.micros > maxTs.micros)) maxTs = hi;
+    if (Number(loaded) > 0) {
+      if (rule.table === 'readings') await writeByDate('readings', readingsSql, stem);
+      else
+        await writeByDate(
+          'events',
+          `SELECT ts, ${factory} AS factory, device, severity, ${severityNameSql('severity')} AS severity_name,
+             code, component, message, attributes, $source_key AS source_key, n AS source_line, date
+           FROM cand WHERE reason IS NULL`,
+          stem,
+        );
+    }
+  }
+
+  const total = split.totalLines;
+  const headerLines = header === undefined ? 0 : 1;
+  const readings = rule.table === 'readings' ? totals.readings : 0;
+  const events = rule.table === 'events' ? totals.loaded : 0;
+  const rejected = Number((await c.runAndReadAll('SELECT count(*) FROM out_rejects')).getRows()[0]?.[0]);
+  const reasons = await c.runAndReadAll(
+    `SELECT regexp_extract(reason, '^[^:"(]*') AS r, count(*) FROM out_rejects GROUP BY ALL ORDER BY 2 DESC`,
   );
-  if (Number(rejected) > 0) {
+  if (rejected > 0) {
     await copy(
       'rejects',
-      'SELECT * FROM out_rejects',
+      'SELECT * FROM out_rejects ORDER BY source_line',
       `rejects/factory=${input.factory}/${input.id}.parquet`,
     );
   }
@@ -323,9 +351,9 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
   return {
     lines: {
       total,
-      loaded: Number(loaded),
-      rejected: Number(rejected),
-      blank: total - Number(data) - headerLines - split.rejects.length,
+      loaded: totals.loaded,
+      rejected,
+      blank: total - totals.data - headerLines - split.rejects.length,
       header: headerLines,
     },
     rows: { readings, events },

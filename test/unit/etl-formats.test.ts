@@ -292,6 +292,35 @@ describe('output files', () => {
   });
 });
 
+describe('batches', () => {
+  it('processes a file larger than a batch in batches: every line once, numbered, outputs named per batch', async () => {
+    // The test splitter writes 64-byte chunks, so a batch (16 chunks) is about 1 KB: this file makes several.
+    const lines = Array.from({ length: 120 }, (_, i) =>
+      i % 25 === 24
+        ? `broken ${i + 1}`
+        : `{"ts":"2024-01-02T10:${String(i % 60).padStart(2, '0')}:00Z","device":"p","metric":"m","value":${i + 1}}`,
+    );
+    const r = await etlText(`${lines.join('\n')}\n`);
+    const names = r.result.files.filter((f) => f.kind === 'readings').map((f) => f.relativePath);
+    expect(names.length).toBeGreaterThan(3);
+    expect(names[0]).toBe('readings/factory=plant/date=2024-01-02/test.parquet');
+    expect(names.slice(1)).toEqual(
+      names.slice(1).map((_, b) => `readings/factory=plant/date=2024-01-02/test-${b + 1}.parquet`),
+    );
+    expect(r.result.lines).toEqual({ total: 120, loaded: 116, rejected: 4, blank: 0, header: 0 });
+    expect(r.readings.map((x) => Number(x.source_line))).toEqual(
+      lines.map((_, i) => i + 1).filter((n) => n % 25 !== 0),
+    );
+    expect(r.readings.map((x) => x.value)).toEqual(r.readings.map((x) => Number(x.source_line)));
+    expect(r.rejects.map((x) => [x.source_line, x.reason])).toEqual(
+      [25, 50, 75, 100].map((n) => [String(n), 'invalid JSON']),
+    );
+    expect(r.result.rows.readings).toBe(116);
+    expect(r.result.minTs).toBe('2024-01-02T10:00:00.000Z');
+    expect(r.result.maxTs).toBe('2024-01-02T10:59:00.000Z');
+  });
+});
+
 describe('bad input', () => {
   it('gzip is not this layer (the ETL decompresses before splitting), so gzip bytes are rejected as binary lines', async () => {
     const r = await etlText(gzipSync('a\n'));

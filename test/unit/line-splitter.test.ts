@@ -63,6 +63,34 @@ describe('splitLines', () => {
     expect(r.chunks.reduce((n, c) => n + c.lines, 0)).toBe(50);
   });
 
+  it('cuts chunks by content alone: the same file read in different pieces gives the same chunks', async () => {
+    const lines = Array.from(
+      { length: 200 },
+      (_, i) => `${i % 7 === 0 ? 'x'.repeat(i % 30) : ''}line-${i + 1}`,
+    );
+    lines[120] = 'bad ? line';
+    const input = Buffer.from(`${lines.join('\n')}\n`);
+    input[input.indexOf('bad ?') + 4] = 0xff; // invalid UTF-8: a reject, written as an empty line
+    const layouts = [];
+    for (const piece of [1, 7, 64, input.length]) {
+      const r = await split(input, { chunkBytes: 50, piece });
+      layouts.push({
+        chunks: await Promise.all(
+          r.chunks.map(async (c) => [c.firstLine, c.lines, await readFile(c.path, 'utf8')]),
+        ),
+        rejects: r.rejects,
+      });
+    }
+    expect(layouts[0]!.chunks.length).toBeGreaterThan(20);
+    for (const layout of layouts.slice(1)) expect(layout).toEqual(layouts[0]);
+    // Each chunk ends with the line that takes it to 50 bytes (the last may be shorter).
+    for (const [, , text] of layouts[0]!.chunks.slice(0, -1)) {
+      const body = String(text);
+      expect(Buffer.byteLength(body)).toBeGreaterThanOrEqual(50);
+      expect(Buffer.byteLength(body.slice(0, body.slice(0, -1).lastIndexOf('\n') + 1))).toBeLessThan(50);
+    }
+  });
+
   it('rejects an over-long line with its number, keeps numbering, and goes on', async () => {
     const long = 'x'.repeat(500);
     const r = await split(Buffer.from(`ok1\n${long}\nok3\n`), { maxLineBytes: 100, piece: 7 });
