@@ -131,16 +131,25 @@ export function formatSql(rule: ResolvedRule, ctx: FormatContext): FormatSql {
     case 'regex': {
       const { regex, groups } = rule.pattern!;
       const names = new Set(groups);
-      // One regexp_extract per line: an outer group around the whole pattern tells a match (never
-      // empty on a non-blank line) from no match (every group '').
-      const whole = '__line__';
+      // One regexp_extract per line: an outer group around the whole pattern tells a match (the group is
+      // not empty) from no match; only an empty whole-group needs regexp_matches to tell them apart.
+      // `#line` cannot be a capture-group name. A pattern with \Q…\E is not wrapped (an open \Q would
+      // swallow the closing parenthesis): it takes two calls per line.
+      const whole = '#line';
+      const wrap = !regex.includes('\\Q');
       const used = mappedFields(rule.map);
       const extra = groups.filter((g) => !used.has(g));
       return {
-        parse: `SELECT n, raw,
-            CASE WHEN g.${whole} = '' THEN 'does not match the pattern ' || ${sqlString(regex)} END AS err, g
-          FROM (SELECT n, raw, regexp_extract(raw, ${sqlString(`(${regex})`)}, ${list([whole, ...groups])}) AS g
-                FROM data_lines)`,
+        parse: wrap
+          ? `SELECT n, raw,
+              CASE WHEN g.${quoteIdent(whole)} = '' AND NOT regexp_matches(raw, ${sqlString(regex)})
+                   THEN 'does not match the pattern ' || ${sqlString(regex)} END AS err, g
+            FROM (SELECT n, raw, regexp_extract(raw, ${sqlString(`(${regex})`)}, ${list([whole, ...groups])}) AS g
+                  FROM data_lines)`
+          : `SELECT n, raw,
+              CASE WHEN NOT regexp_matches(raw, ${sqlString(regex)}) THEN 'does not match the pattern ' || ${sqlString(regex)} END AS err,
+              regexp_extract(raw, ${sqlString(regex)}, ${list(groups)}) AS g
+            FROM data_lines`,
         field: (name) => (names.has(name) ? `nullif(g.${quoteIdent(name)}, '')` : 'CAST(NULL AS VARCHAR)'),
         // The groups the mapping does not use (those it uses are columns of their own).
         attributes: extra.length

@@ -33,7 +33,7 @@ export interface SplitResult {
   rejects: SplitReject[];
   /** The first non-blank, valid lines, for format detection. */
   sample: string[];
-  /** Number of the first non-blank, valid line (a CSV header), when there is one. */
+  /** Number of the first non-blank line (a CSV header), valid or rejected, when there is one. */
   firstLine?: number;
   /** True when the object looks binary (NUL bytes early on): the caller quarantines it whole. */
   binary: boolean;
@@ -70,7 +70,8 @@ export async function splitLines(input: Readable, options: SplitOptions): Promis
 
   const openChunk = () => {
     current = {
-      path: join(options.dir, `chunk-${String(result.chunks.length).padStart(5, '0')}.txt`),
+      // Named after its first line's number, which is all the SQL side needs to number its lines.
+      path: join(options.dir, `chunk-${String(result.totalLines + 1).padStart(12, '0')}.txt`),
       firstLine: result.totalLines + 1,
       lines: 0,
     };
@@ -92,6 +93,8 @@ export async function splitLines(input: Readable, options: SplitOptions): Promis
     );
   };
   const reject = (line: number, bytes: Buffer, reason: string) => {
+    // A rejected line is never blank: it may be the first non-blank line (a CSV header that is unusable).
+    result.firstLine ??= line;
     result.rejects.push({ line, raw: bytes.subarray(0, REJECT_KEEP_BYTES).toString('utf8'), reason });
   };
   /** `lineNumber` is the line's number in the file. Blank is what the SQL side calls blank (see isBlank). */
@@ -267,8 +270,8 @@ export async function splitLines(input: Readable, options: SplitOptions): Promis
 }
 
 /**
- * A blank line: nothing but spaces once trailing carriage returns are cut — exactly what the SQL side
- * (`trim(rtrim(raw, chr(13))) = ''`) counts as blank, so that both agree on which line is the header.
+ * A blank line: nothing but ASCII spaces once trailing carriage returns are cut — exactly what the SQL
+ * side (`trim(rtrim(raw, chr(13)), ' ') = ''`) counts as blank, so both agree on which line is the header.
  */
 export function isBlank(text: string): boolean {
   return /^ *$/.test(text.replace(/\r+$/, ''));

@@ -89,21 +89,20 @@ const COPIES_PER_DATE_MAX = 8;
 const LINE_COLUMNS = ['n', 'ts', 'ts_raw', 'device', 'date'];
 
 /**
- * SQL over the split chunks yielding every non-blank line as `(n, raw)`, without its carriage return.
- * Each chunk file holds whole lines and ends with a newline; its index in the file (in its name) gives
- * the number of its first line. Blank means nothing but spaces; the cheap tests go first (this runs once per line,
- * on one thread: see below).
+ * SQL over a batch of chunks yielding every non-blank line as `(n, raw)`, without its carriage return.
+ * Each chunk file holds whole lines, ends with a newline and is named after its first line's number.
+ * Blank means nothing but ASCII spaces (as `isBlank` in the splitter); the cheap tests go first (this
+ * runs once per line, on one thread: see below).
  */
-function dataLinesSql(split: SplitResult, batch: LineChunk[], header: number | undefined): string {
+function dataLinesSql(batch: LineChunk[], header: number | undefined): string {
   const files = `[${batch.map((ch) => sqlString(ch.path)).join(', ')}]`;
-  const first = `[${split.chunks.map((ch) => ch.firstLine).join(', ')}]`;
   return `SELECT n, raw FROM (
-      SELECT ${first}[chunk] + i - 1 AS n, CASE WHEN suffix(line, chr(13)) THEN rtrim(line, chr(13)) ELSE line END AS raw
-      FROM (SELECT chunk, unnest(s) AS line, generate_subscripts(s, 1) AS i
-            FROM (SELECT CAST(regexp_extract(filename, 'chunk-(\\d+)\\.txt$', 1) AS INTEGER) + 1 AS chunk,
+      SELECT first + i - 1 AS n, CASE WHEN suffix(line, chr(13)) THEN rtrim(line, chr(13)) ELSE line END AS raw
+      FROM (SELECT first, unnest(s) AS line, generate_subscripts(s, 1) AS i
+            FROM (SELECT CAST(regexp_extract(filename, 'chunk-(\\d+)\\.txt$', 1) AS BIGINT) AS first,
                          string_split(content, chr(10)) AS s
                   FROM read_text(${files}))))
-    WHERE raw <> '' AND (NOT prefix(raw, ' ') OR trim(raw) <> '')${header === undefined ? '' : ` AND n <> ${header}`}`;
+    WHERE raw <> '' AND (NOT prefix(raw, ' ') OR trim(raw, ' ') <> '')${header === undefined ? '' : ` AND n <> ${header}`}`;
 }
 
 /** A reject reason for an unparseable or missing timestamp. */
@@ -223,7 +222,10 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     rule.table === 'readings' && !rule.wide
       ? `, TRY_CAST(${rule.csv?.decimalComma ? "replace(value_raw, ',', '.')" : 'value_raw'} AS DOUBLE) AS value`
       : '';
-  const header = rule.csv?.header ? split.firstLine : undefined;
+  // The first non-blank line is the header, unless the byte pass rejected it: then it counts as rejected
+  // (with its reason) and no line is taken for a header in its place.
+  const header =
+    rule.csv?.header && !split.rejects.some((r) => r.line === split.firstLine) ? split.firstLine : undefined;
   const perLine: [string, string][] = [
     ['ts', tsExpr.expr],
     ['ts_raw', tsExpr.raw],
@@ -286,7 +288,7 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     const stem = b === 0 ? input.id : `${input.id}-${b}`;
     // The data lines are materialized first: read_text yields one row per chunk, so a pipeline fed by
     // it directly would run on one thread; a scan of the table runs on all of them.
-    await c.run(`CREATE OR REPLACE TEMP TABLE data_lines AS ${dataLinesSql(split, batch, header)}`);
+    await c.run(`CREATE OR REPLACE TEMP TABLE data_lines AS ${dataLinesSql(batch, header)}`);
     await c.run(`CREATE OR REPLACE TEMP TABLE cand AS
       WITH parsed AS (${format.parse})
       SELECT ${[...LINE_COLUMNS, ...keep].join(', ')}, reason, CASE WHEN reason IS NOT NULL THEN raw END AS raw

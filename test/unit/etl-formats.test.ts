@@ -292,6 +292,41 @@ describe('output files', () => {
   });
 });
 
+describe('edge cases found in review', () => {
+  it('a CSV header the byte pass rejects is counted as rejected, and no data row is taken for a header', async () => {
+    const csv = Buffer.concat([
+      Buffer.from('ts,device,temp'),
+      Buffer.from([0xb0]), // Latin-1 degree sign: invalid UTF-8
+      Buffer.from('C\n2024-01-02T10:00:00Z,d1,1\n2024-01-02T10:00:01Z,d1,2\n'),
+    ]);
+    const r = await etlText(csv, {
+      yaml: rule('      - match: "*.log"\n        format: csv\n        header: true\n'),
+    });
+    expect(r.result.lines.header).toBe(0);
+    expect(r.rejects[0]).toMatchObject({ source_line: '1', reason: expect.stringMatching(/^invalid UTF-8/) });
+    expectAccounted(r);
+  });
+
+  it('only ASCII spaces make a line blank, in the byte pass and in SQL alike', async () => {
+    const r = await etlText(
+      ' \u00a0\n{"ts":"2024-01-02T10:00:00Z","device":"p","metric":"m","value":1}\n{"ts":"2024-01-02T10:00:00Z","device":"p","metric":"m","value":2}\n',
+      { yaml: rule('      - match: "*.log"\n        format: jsonl\n') },
+    );
+    expect(r.result.lines).toEqual({ total: 3, loaded: 2, rejected: 1, blank: 0, header: 0 });
+    expect(r.rejects[0]).toMatchObject({ source_line: '1', reason: 'invalid JSON' });
+  });
+
+  it('a regex that matches the empty string still matches', async () => {
+    const r = await etlText('abc\n', {
+      yaml: rule(
+        '      - match: "*.log"\n        format: regex\n        pattern: "(?P<code>\\\\d*)"\n        map: { ts: { const: "2024-01-02T10:00:00Z" } }\n',
+      ),
+    });
+    expect(r.result.lines).toMatchObject({ loaded: 1, rejected: 0 });
+    expect(r.events[0]).toMatchObject({ message: 'abc', code: null });
+  });
+});
+
 describe('batches', () => {
   it('processes a file larger than a batch in batches: every line once, numbered, outputs named per batch', async () => {
     // The test splitter writes 64-byte chunks, so a batch (16 chunks) is about 1 KB: this file makes several.
