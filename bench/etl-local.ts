@@ -4,10 +4,8 @@ import { join } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import type { DuckDBInstance } from '@duckdb/node-api';
 import { connectUtc, sqlString } from '../functions/core/duckdb.js';
+import { etlText } from '../functions/etl/etl-text.js';
 import { parseFactories, ruleForKey } from '../functions/etl/factories.js';
-import { splitLines } from '../functions/etl/line-splitter.js';
-import { normalize } from '../functions/etl/normalize.js';
-import { resolveRule } from '../functions/etl/rule.js';
 
 const CONFIG = parseFactories(
   `version: 1
@@ -33,20 +31,21 @@ export async function etlFile(
     const input = path.endsWith('.gz')
       ? createReadStream(path).pipe(createGunzip())
       : createReadStream(path, { highWaterMark: 1 << 20 });
-    const split = await splitLines(input, { dir: work, maxLineBytes: 1 << 20 });
     const factory = CONFIG.factories.get('bench')!;
     const key = `bench/${path.split('/').pop()}`;
-    const rule = resolveRule(ruleForKey(factory, key), split.sample);
-    const result = await normalize(c, {
-      split,
-      rule,
+    const text = await etlText(c, input, {
+      dir: work,
+      maxLineBytes: 1 << 20,
+      fileRule: ruleForKey(factory, key),
       factory: 'bench',
+      factoryTimeZone: factory.timezone,
       sourceKey: key,
       id: 'bench',
-      outDir: join(work, 'out'),
-      context: { timeZone: factory.timezone, referenceTime: new Date('2026-01-02T00:00:00Z') },
       defaultDevice: 'bench',
+      referenceTime: new Date('2026-01-02T00:00:00Z'),
     });
+    if (text.kind !== 'normalized') throw new Error(`${path}: ${text.kind}`);
+    const { result } = text;
     return { rows: result.rows.readings + result.rows.events, lines: result.lines.total };
   } finally {
     c.closeSync();

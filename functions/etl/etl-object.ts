@@ -8,12 +8,10 @@ import { withConnection } from '../core/duckdb.js';
 import { PermanentObjectError } from '../core/errors.js';
 import { getJson, openObject, putJson, s3, uploadFile } from '../core/s3.js';
 import type { S3ObjectEvent } from '../core/s3-event.js';
+import { type EtlTextOutcome, etlText } from './etl-text.js';
 import { FACTORY_ID, type FactoriesConfig, type Factory, factoryOfKey, ruleForKey } from './factories.js';
 import { manifestKey, normalizedKey, objectId, quarantinedFileKey, rejectsKey } from './lake-keys.js';
-import { splitLines } from './line-splitter.js';
 import { type Manifest, manifestSchema } from './manifest.js';
-import { normalize } from './normalize.js';
-import { resolveRule } from './rule.js';
 
 export interface EtlDeps {
   factories: FactoriesConfig;
@@ -97,12 +95,29 @@ export async function etlObject(event: S3ObjectEvent, deps: EtlDeps): Promise<Et
   try {
     const { head, stream } = await peek(body, 2);
     const gzip = head[0] === GZIP_MAGIC[0] && head[1] === GZIP_MAGIC[1];
-    const input = gzip ? stream.pipe(createGunzip()) : stream;
-    if (gzip) stream.on('error', (err) => input.destroy(err));
+    /** The decompressed text. Made only where it is read at once: a gunzip error must meet a listener. */
+    const decompressed = () => {
+      if (!gzip) return stream;
+      const gunzip = stream.pipe(createGunzip());
+      stream.on('error', (err) => gunzip.destroy(err));
+      return gunzip;
+    };
 
-    let split: Awaited<ReturnType<typeof splitLines>>;
+    let text: EtlTextOutcome;
     try {
-      split = await splitLines(input, { dir: work, maxLineBytes: deps.maxLineBytes });
+      text = await withConnection(deps.db, (c) =>
+        etlText(c, decompressed(), {
+          dir: work,
+          maxLineBytes: deps.maxLineBytes,
+          fileRule: ruleForKey(factory, event.key),
+          factory: factory.id,
+          factoryTimeZone: factory.timezone,
+          sourceKey: event.key,
+          id,
+          defaultDevice: defaultDevice(event.key),
+          referenceTime: info.lastModified,
+        }),
+      );
     } catch (err) {
       if (gzip && (err as NodeJS.ErrnoException).code?.startsWith('Z_')) {
         return await quarantine(
@@ -117,7 +132,7 @@ export async function etlObject(event: S3ObjectEvent, deps: EtlDeps): Promise<Et
       }
       throw err;
     }
-    if (split.binary) {
+    if (text.kind === 'binary') {
       return await quarantine(
         deps,
         event,
@@ -130,7 +145,7 @@ export async function etlObject(event: S3ObjectEvent, deps: EtlDeps): Promise<Et
         gzip,
       );
     }
-    if (split.totalLines === 0) {
+    if (text.kind === 'empty') {
       return await quarantine(
         deps,
         event,
@@ -139,20 +154,7 @@ export async function etlObject(event: S3ObjectEvent, deps: EtlDeps): Promise<Et
         gzip,
       );
     }
-
-    const rule = resolveRule(ruleForKey(factory, event.key), split.sample);
-    const result = await withConnection(deps.db, (c) =>
-      normalize(c, {
-        split,
-        rule,
-        factory: factory.id,
-        sourceKey: event.key,
-        id,
-        outDir: join(work, 'out'),
-        context: { timeZone: rule.timestamp.timezone ?? factory.timezone, referenceTime: info.lastModified },
-        defaultDevice: defaultDevice(event.key),
-      }),
-    );
+    const { split, rule, result } = text;
 
     const outputs: string[] = [];
     for (const file of result.files) {

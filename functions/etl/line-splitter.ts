@@ -44,6 +44,86 @@ export interface SplitOptions {
   maxLineBytes: number;
   chunkBytes?: number;
   sampleLines?: number;
+  /**
+   * Chunks per batch handed to the consumer (default 8: 32 MB of text at 4 MB chunks). Measured on a
+   * 1 GB file with DuckDB at 204 MB: 16 MB batches peak at 375 MB RSS (16 s), 32 MB at 430 MB (13 s),
+   * 64 MB at 510 MB (13 s), the whole file at 500–570 MB (19 s).
+   */
+  batchChunks?: number;
+  /**
+   * Batches written but not yet taken before the splitter waits for its consumer (default: never
+   * waits). Bounds the temporary disk when the consumer deletes what it has processed.
+   */
+  aheadBatches?: number;
+}
+
+/** A split in progress: batches of chunks can be processed while the rest of the input is read. */
+export interface SplitStream {
+  /** Filled in as the input is read; complete once `batches` has ended. */
+  result: SplitResult;
+  /** Groups of `batchChunks` chunks, in order, each as soon as it is written; ends with the input. */
+  batches: AsyncIterable<LineChunk[]>;
+  /** The complete result; rejects with the input's error (e.g. corrupt gzip). */
+  done: Promise<SplitResult>;
+}
+
+/** Thrown into the splitter when its consumer stops taking batches. */
+class SplitCancelled extends Error {
+  override name = 'SplitCancelled';
+}
+
+/** A one-producer, one-consumer queue of batches with a bound on how far the producer may run ahead. */
+class BatchQueue {
+  private readonly items: LineChunk[][] = [];
+  private ended = false;
+  private error: unknown;
+  private cancelled = false;
+  private wakeConsumer: (() => void) | undefined;
+  private wakeProducer: (() => void) | undefined;
+
+  push(batch: LineChunk[]): void {
+    this.items.push(batch);
+    this.wakeConsumer?.();
+  }
+
+  end(error?: unknown): void {
+    this.ended = true;
+    this.error = error;
+    this.wakeConsumer?.();
+  }
+
+  /** Waits while `limit` batches are pending; throws once the consumer has gone. */
+  async room(limit: number): Promise<void> {
+    while (!this.cancelled && this.items.length >= limit) {
+      await new Promise<void>((resolve) => {
+        this.wakeProducer = resolve;
+      });
+    }
+    if (this.cancelled) throw new SplitCancelled('the consumer stopped taking batches');
+  }
+
+  async *drain(): AsyncGenerator<LineChunk[]> {
+    try {
+      for (;;) {
+        const next = this.items.shift();
+        if (next) {
+          this.wakeProducer?.();
+          yield next;
+          continue;
+        }
+        if (this.ended) {
+          if (this.error !== undefined) throw this.error;
+          return;
+        }
+        await new Promise<void>((resolve) => {
+          this.wakeConsumer = resolve;
+        });
+      }
+    } finally {
+      this.cancelled = true;
+      this.wakeProducer?.();
+    }
+  }
 }
 
 const NL = 0x0a;
@@ -53,11 +133,37 @@ const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 /** Bytes of an over-long or invalid line kept in its reject record; the raw object keeps all of it. */
 const REJECT_KEEP_BYTES = 4096;
 
+/** Splits the whole input; for batches as they are written, see startSplit. */
 export async function splitLines(input: Readable, options: SplitOptions): Promise<SplitResult> {
+  return startSplit(input, options).done;
+}
+
+export function startSplit(input: Readable, options: SplitOptions): SplitStream {
+  const result: SplitResult = { chunks: [], totalLines: 0, bytes: 0, rejects: [], sample: [], binary: false };
+  const queue = new BatchQueue();
+  const done = split(input, options, result, queue).then(
+    () => {
+      queue.end();
+      return result;
+    },
+    // (Leaving `for await` early has already destroyed the input.)
+    (err: unknown) => {
+      queue.end(err);
+      throw err;
+    },
+  );
+  // A consumer sees the error through `batches`; `done` may then go unawaited.
+  done.catch(() => {});
+  return { result, batches: queue.drain(), done };
+}
+
+async function split(input: Readable, options: SplitOptions, result: SplitResult, queue: BatchQueue) {
   // Chunks of a few MB: DuckDB reads the chunk files in parallel, one file per thread at a time.
   const chunkBytes = options.chunkBytes ?? 4 * 1024 * 1024;
   const sampleLines = options.sampleLines ?? 64;
-  const result: SplitResult = { chunks: [], totalLines: 0, bytes: 0, rejects: [], sample: [], binary: false };
+  const batchChunks = options.batchChunks ?? 8;
+  const aheadBatches = options.aheadBatches ?? Number.POSITIVE_INFINITY;
+  let pending: LineChunk[] = [];
 
   let out: WriteStream | undefined;
   let current: LineChunk | undefined;
@@ -84,13 +190,22 @@ export async function splitLines(input: Readable, options: SplitOptions): Promis
     currentBytes += buf.length;
     if (!out!.write(buf)) await new Promise<void>((resolve) => out!.once('drain', resolve));
   };
+  /** Closes the chunk being written and hands it on once its batch is complete. */
   const closeChunk = async () => {
     if (!out) return;
     const stream = out;
+    const chunk = current!;
     out = undefined;
     await new Promise<void>((resolve, reject) =>
       stream.end((err?: Error | null) => (err ? reject(err) : resolve())),
     );
+    if (chunk.lines === 0) return;
+    pending.push(chunk);
+    if (pending.length >= batchChunks) {
+      queue.push(pending);
+      pending = [];
+      await queue.room(aheadBatches);
+    }
   };
   const reject = (line: number, bytes: Buffer, reason: string) => {
     // A rejected line is never blank: it may be the first non-blank line (a CSV header that is unusable).
@@ -266,7 +381,7 @@ export async function splitLines(input: Readable, options: SplitOptions): Promis
   }
   // A file whose first chunk was opened but got no line (e.g. binary) leaves an empty chunk: drop it.
   result.chunks = result.chunks.filter((c) => c.lines > 0);
-  return result;
+  if (pending.length > 0) queue.push(pending);
 }
 
 /**

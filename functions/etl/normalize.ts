@@ -1,4 +1,4 @@
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import type { DuckDBConnection, DuckDBTimestampTZValue } from '@duckdb/node-api';
 import { sqlString } from '../core/duckdb.js';
@@ -22,7 +22,9 @@ import { timestampSql } from './timestamps.js';
  */
 
 export interface NormalizeInput {
+  /** The split, filled in as the input is read: complete once `batches` has ended. */
   split: SplitResult;
+  batches: AsyncIterable<LineChunk[]>;
   rule: ResolvedRule;
   factory: string;
   sourceKey: string;
@@ -75,13 +77,6 @@ function refSql(
   return `nullif(trim(${expr}), '')`;
 }
 
-/**
- * Chunks per batch: 32 MB of text at the splitter's 4 MB chunks (see the batch loop). Measured on a 1 GB
- * file with DuckDB at 204 MB: 16 MB batches peak at 375 MB RSS (16 s), 32 MB at 430 MB (13 s), 64 MB at
- * 510 MB (13 s), one batch (the whole file) at 500–570 MB (19 s).
- */
-const BATCH_CHUNKS = 8;
-
 /** Days a batch may span and still be written one COPY per day (see writeByDate). */
 const COPIES_PER_DATE_MAX = 8;
 
@@ -114,20 +109,6 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
   const keyFields = fromKeyValues(rule.map, input.sourceKey);
   const ref = (r: keyof Mapping) => refSql(format, rule.map[r], keyFields);
   const factory = sqlString(input.factory);
-
-  // Lines rejected before DuckDB (invalid UTF-8, NUL bytes, over-long) — appended, never spliced as SQL.
-  // The splitter wrote each of them as an empty line, so below they fall out with the blank lines.
-  await c.run('CREATE OR REPLACE TEMP TABLE prerejects (n BIGINT, raw VARCHAR, reason VARCHAR)');
-  if (split.rejects.length > 0) {
-    const appender = await c.createAppender('prerejects', 'main', 'temp');
-    for (const r of split.rejects) {
-      appender.appendBigInt(BigInt(r.line));
-      appender.appendVarchar(r.raw);
-      appender.appendVarchar(r.reason);
-      appender.endRow();
-    }
-    appender.closeSync();
-  }
 
   const tsRef = ref('ts');
   const tsExpr =
@@ -223,8 +204,8 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
       ? `, TRY_CAST(${rule.csv?.decimalComma ? "replace(value_raw, ',', '.')" : 'value_raw'} AS DOUBLE) AS value`
       : '';
   // The first non-blank line is the header, unless the byte pass rejected it: then it counts as rejected
-  // (with its reason) and no line is taken for a header in its place.
-  const header =
+  // (with its reason) and no line is taken for a header in its place. Known once a batch holds it.
+  const headerLine = () =>
     rule.csv?.header && !split.rejects.some((r) => r.line === split.firstLine) ? split.firstLine : undefined;
   const perLine: [string, string][] = [
     ['ts', tsExpr.expr],
@@ -232,11 +213,10 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     ['device', device],
     ...columns,
   ];
-  // Rejects of every batch, and those of the byte pass.
+  // Rejects of every batch, and (last) those of the byte pass.
   await c.run(
-    `CREATE OR REPLACE TEMP TABLE out_rejects AS
-     SELECT $source_key AS source_key, n AS source_line, raw, reason, ${factory} AS factory FROM prerejects`,
-    { source_key: input.sourceKey },
+    `CREATE OR REPLACE TEMP TABLE out_rejects
+     (source_key VARCHAR, source_line BIGINT, raw VARCHAR, reason VARCHAR, factory VARCHAR)`,
   );
   const totals = { data: 0, loaded: 0, readings: 0 };
   let minTs: DuckDBTimestampTZValue | undefined;
@@ -280,15 +260,18 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     }
   };
 
-  // The file is processed in batches of chunks, so that memory and temporary disk are bounded by the
-  // batch, not the file. Chunk boundaries depend on the content only, so a retry makes the same batches
-  // and the same output names: `<id>` for the first batch, `<id>-<b>` for the others.
-  for (let b = 0; b * BATCH_CHUNKS < split.chunks.length; b++) {
-    const batch = split.chunks.slice(b * BATCH_CHUNKS, (b + 1) * BATCH_CHUNKS);
+  // The file is processed batch by batch as the splitter writes them, so that memory and temporary disk
+  // are bounded by the batch, not the file, and parsing overlaps reading. Chunk boundaries depend on the
+  // content only, so a retry makes the same batches and the same output names: `<id>` for the first
+  // batch, `<id>-<b>` for the others.
+  let b = 0;
+  for await (const batch of input.batches) {
     const stem = b === 0 ? input.id : `${input.id}-${b}`;
+    b++;
     // The data lines are materialized first: read_text yields one row per chunk, so a pipeline fed by
     // it directly would run on one thread; a scan of the table runs on all of them.
-    await c.run(`CREATE OR REPLACE TEMP TABLE data_lines AS ${dataLinesSql(batch, header)}`);
+    await c.run(`CREATE OR REPLACE TEMP TABLE data_lines AS ${dataLinesSql(batch, headerLine())}`);
+    await Promise.all(batch.map((chunk) => rm(chunk.path, { force: true })));
     await c.run(`CREATE OR REPLACE TEMP TABLE cand AS
       WITH parsed AS (${format.parse})
       SELECT ${[...LINE_COLUMNS, ...keep].join(', ')}, reason, CASE WHEN reason IS NOT NULL THEN raw END AS raw
@@ -334,8 +317,22 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     }
   }
 
+  // Lines rejected by the byte pass (invalid UTF-8, NUL bytes, over-long) — appended, never spliced as
+  // SQL. The splitter wrote each of them as an empty line, so they fell out with the blank lines.
+  if (split.rejects.length > 0) {
+    const appender = await c.createAppender('out_rejects', 'main', 'temp');
+    for (const r of split.rejects) {
+      appender.appendVarchar(input.sourceKey);
+      appender.appendBigInt(BigInt(r.line));
+      appender.appendVarchar(r.raw);
+      appender.appendVarchar(r.reason);
+      appender.appendVarchar(input.factory);
+      appender.endRow();
+    }
+    appender.closeSync();
+  }
   const total = split.totalLines;
-  const headerLines = header === undefined ? 0 : 1;
+  const headerLines = headerLine() === undefined ? 0 : 1;
   const readings = rule.table === 'readings' ? totals.readings : 0;
   const events = rule.table === 'events' ? totals.loaded : 0;
   const rejected = Number((await c.runAndReadAll('SELECT count(*) FROM out_rejects')).getRows()[0]?.[0]);

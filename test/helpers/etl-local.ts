@@ -5,10 +5,8 @@ import { Readable } from 'node:stream';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { connectUtc } from '../../functions/core/duckdb.js';
 import { defaultDevice } from '../../functions/etl/etl-object.js';
+import { etlText as etlTextInDuckDB } from '../../functions/etl/etl-text.js';
 import { parseFactories, ruleForKey } from '../../functions/etl/factories.js';
-import { splitLines } from '../../functions/etl/line-splitter.js';
-import { normalize } from '../../functions/etl/normalize.js';
-import { resolveRule } from '../../functions/etl/rule.js';
 
 /**
  * Runs the ETL's domain code (split → resolve rule → normalize in DuckDB) on an in-memory file, and
@@ -45,25 +43,20 @@ export async function etlText(
     const pieces = Array.from({ length: Math.ceil(buf.length / 7) }, (_, i) =>
       buf.subarray(i * 7, i * 7 + 7),
     );
-    const split = await splitLines(Readable.from(pieces), {
+    const text = await etlTextInDuckDB(c, Readable.from(pieces), {
       dir,
       maxLineBytes: options.maxLineBytes ?? 1 << 20,
       chunkBytes: 64,
-    });
-    const rule = resolveRule(ruleForKey(factory, key), split.sample);
-    const result = await normalize(c, {
-      split,
-      rule,
+      fileRule: ruleForKey(factory, key),
       factory: factoryId,
+      factoryTimeZone: factory.timezone,
       sourceKey: key,
       id: 'test',
       defaultDevice: defaultDevice(key),
-      outDir: join(dir, 'out'),
-      context: {
-        timeZone: rule.timestamp.timezone ?? factory.timezone,
-        referenceTime: options.referenceTime ?? new Date('2024-01-02T12:00:00Z'),
-      },
+      referenceTime: options.referenceTime ?? new Date('2024-01-02T12:00:00Z'),
     });
+    if (text.kind !== 'normalized') throw new Error(`not normalized: ${text.kind}`);
+    const { rule, result } = text;
     const read = async (kind: string) => {
       const files = result.files.filter((f) => f.kind === kind).map((f) => `'${f.path}'`);
       if (files.length === 0) return [];

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { splitLines } from '../../functions/etl/line-splitter.js';
+import { splitLines, startSplit } from '../../functions/etl/line-splitter.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -141,5 +141,41 @@ describe('splitLines', () => {
   it('samples the first non-blank lines for detection', async () => {
     const r = await split(Buffer.from('\n\nfirst\r\nsecond\n'));
     expect(r.sample).toEqual(['first', 'second']);
+  });
+
+  it('hands out batches as they are written, and waits for a slow consumer', async () => {
+    const lines = Array.from({ length: 400 }, (_, i) => `line-${i + 1}`);
+    const input = Readable.from([Buffer.from(`${lines.join('\n')}\n`)]);
+    const s = startSplit(input, { dir, maxLineBytes: 100, chunkBytes: 20, batchChunks: 2, aheadBatches: 1 });
+    const batches = s.batches[Symbol.asyncIterator]();
+    const first = await batches.next();
+    if (first.done) throw new Error('no batch');
+    await new Promise((r) => setTimeout(r, 50));
+    // One batch taken, at most one waiting and one being filled: the rest of the file is not written yet.
+    expect(s.result.chunks.length).toBeLessThanOrEqual(2 * 3);
+    let numbered = first.value.reduce((n, c) => n + c.lines, 0);
+    for (;;) {
+      const next = await batches.next();
+      if (next.done) break;
+      expect(next.value[0]!.firstLine).toBe(numbered + 1);
+      numbered += next.value.reduce((n, c) => n + c.lines, 0);
+    }
+    expect(numbered).toBe(400);
+    expect((await s.done).totalLines).toBe(400);
+  });
+
+  it('stops reading when the consumer stops taking batches', async () => {
+    const input = Readable.from(
+      (function* () {
+        for (let i = 0; i < 10_000; i++) yield Buffer.from(`line-${i}\n`);
+      })(),
+    );
+    const s = startSplit(input, { dir, maxLineBytes: 100, chunkBytes: 20, batchChunks: 2, aheadBatches: 1 });
+    const batches = s.batches[Symbol.asyncIterator]();
+    await batches.next();
+    await batches.return?.(undefined);
+    await expect(s.done).rejects.toThrow('the consumer stopped taking batches');
+    expect(input.destroyed).toBe(true);
+    expect(s.result.totalLines).toBeLessThan(100);
   });
 });

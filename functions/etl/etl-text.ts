@@ -1,0 +1,81 @@
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { DuckDBConnection } from '@duckdb/node-api';
+import type { FileRule } from './factories.js';
+import { type LineChunk, type SplitResult, startSplit } from './line-splitter.js';
+import { type NormalizeResult, normalize } from './normalize.js';
+import { type ResolvedRule, resolveRule } from './rule.js';
+
+/**
+ * One decompressed text stream → normalized Parquet in `dir/out`. The byte pass and DuckDB run side by
+ * side: a batch is parsed while the splitter reads the next (it runs at most two batches ahead, so the
+ * temporary disk holds a few batches, not the file). The rule is resolved from the sample the first
+ * batch brings. An object that is binary or has no line is reported, not normalized; an input error
+ * (e.g. corrupt gzip) is thrown as it comes.
+ */
+
+export interface EtlTextOptions {
+  dir: string;
+  maxLineBytes: number;
+  /** The factory's rule for this key, if any (otherwise everything is detected). */
+  fileRule: FileRule | undefined;
+  factory: string;
+  factoryTimeZone: string;
+  sourceKey: string;
+  id: string;
+  defaultDevice: string;
+  /** When the object was created (gives RFC 3164 syslog lines their year). */
+  referenceTime: Date;
+  /** Chunk size of the byte pass; tests make it small to cross many chunk and batch boundaries. */
+  chunkBytes?: number;
+}
+
+export type EtlTextOutcome =
+  | { kind: 'binary'; split: SplitResult }
+  | { kind: 'empty'; split: SplitResult }
+  | { kind: 'normalized'; split: SplitResult; rule: ResolvedRule; result: NormalizeResult };
+
+export async function etlText(
+  c: DuckDBConnection,
+  input: Readable,
+  options: EtlTextOptions,
+): Promise<EtlTextOutcome> {
+  const splitting = startSplit(input, {
+    dir: options.dir,
+    maxLineBytes: options.maxLineBytes,
+    chunkBytes: options.chunkBytes,
+    aheadBatches: 2,
+  });
+  const batches = splitting.batches[Symbol.asyncIterator]();
+  try {
+    const first = await batches.next();
+    const split = splitting.result;
+    if (split.binary) return { kind: 'binary', split };
+    if (first.done && split.totalLines === 0) return { kind: 'empty', split };
+
+    const rule = resolveRule(options.fileRule, split.sample);
+    async function* all(): AsyncGenerator<LineChunk[]> {
+      if (first.done) return;
+      yield first.value;
+      yield* { [Symbol.asyncIterator]: () => batches };
+    }
+    const result = await normalize(c, {
+      split,
+      batches: all(),
+      rule,
+      factory: options.factory,
+      sourceKey: options.sourceKey,
+      id: options.id,
+      outDir: join(options.dir, 'out'),
+      context: {
+        timeZone: rule.timestamp.timezone ?? options.factoryTimeZone,
+        referenceTime: options.referenceTime,
+      },
+      defaultDevice: options.defaultDevice,
+    });
+    return { kind: 'normalized', split, rule, result };
+  } finally {
+    // Stops the splitter if normalizing ended early (an error): it must not wait for a reader forever.
+    await batches.return?.(undefined);
+  }
+}
