@@ -50,6 +50,40 @@ describe('raw upload → normalized Parquet (embedded S3 + SQS)', () => {
     ]);
   });
 
+  it('a file larger than a batch streams through in batches: every line accounted, one output per batch', async () => {
+    // ≈ 40 MB of text: two 32 MB batches; gzip keeps the upload small.
+    const key = `${day}/big.jsonl.gz`;
+    const lines = 400_000;
+    const body = gzipSync(
+      joinLines(
+        jsonlReadings({
+          seed: 7,
+          lines,
+          start: new Date('2024-01-02T00:00:00Z'),
+          stepMs: 100,
+          badEvery: 50_000,
+        }),
+      ),
+    );
+    const eTag = await stack.put(key, body);
+    const m = await stack.waitForManifest(key, eTag, 60_000);
+    expect(m).toMatchObject({ status: 'loaded', gzip: true, lines: { total: lines, rejected: 8 } });
+    expect(m.lines.loaded + m.lines.rejected + m.lines.blank + m.lines.header).toBe(lines);
+    const readings = m.outputs.filter((k) => k.startsWith('normalized/readings/'));
+    expect(readings.map((k) => k.replace(/.*\//, '').replace(/^[0-9a-f]{24}/, '<id>'))).toEqual([
+      '<id>.parquet',
+      '<id>-1.parquet',
+    ]);
+    const rows = await stack.queryParquet(
+      readings,
+      (f) => `SELECT count(*) AS n, count(DISTINCT source_line) AS lines, max(source_line) AS last FROM ${f}`,
+    );
+    // Every loaded line once; the last line (400,000) is one of the broken ones.
+    expect(rows).toEqual([
+      { n: String(m.lines.loaded), lines: String(m.lines.loaded), last: String(lines - 1) },
+    ]);
+  });
+
   it('a gzip upload is decompressed transparently', async () => {
     const key = `${day}/line.csv.gz`;
     const eTag = await stack.put(
