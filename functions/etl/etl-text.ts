@@ -47,11 +47,18 @@ export async function etlText(
     aheadBatches: 2,
   });
   const batches = splitting.batches[Symbol.asyncIterator]();
+  let finished = false;
   try {
     const first = await batches.next();
     const split = splitting.result;
-    if (split.binary) return { kind: 'binary', split };
-    if (first.done && split.totalLines === 0) return { kind: 'empty', split };
+    if (split.binary) {
+      finished = true;
+      return { kind: 'binary', split };
+    }
+    if (first.done && split.totalLines === 0) {
+      finished = true;
+      return { kind: 'empty', split };
+    }
 
     const rule = resolveRule(options.fileRule, split.sample);
     async function* all(): AsyncGenerator<LineChunk[]> {
@@ -73,9 +80,13 @@ export async function etlText(
       },
       defaultDevice: options.defaultDevice,
     });
+    finished = true;
     return { kind: 'normalized', split, rule, result };
   } finally {
-    // Stops the splitter if normalizing ended early (an error): it must not wait for a reader forever.
+    // Stops the splitter (it must not wait for a reader forever), and on an early exit waits for it to
+    // stop before the caller removes the work folder it writes into.
     await batches.return?.(undefined);
+    if (!finished) input.destroy();
+    await splitting.done.catch(() => undefined);
   }
 }

@@ -72,17 +72,28 @@ class SplitCancelled extends Error {
   override name = 'SplitCancelled';
 }
 
-/** A one-producer, one-consumer queue of batches with a bound on how far the producer may run ahead. */
+/**
+ * A one-producer, one-consumer queue of batches with a bound on how far the producer may run ahead.
+ * Nothing is handed out before `release()` (or the end): the first batch must come with the complete
+ * sample and the binary check behind it. Until then the producer is not held back.
+ */
 class BatchQueue {
   private readonly items: LineChunk[][] = [];
   private ended = false;
   private error: unknown;
-  private cancelled = false;
+  private released = false;
+  /** The consumer has gone (stopped early or failed): the producer must stop. */
+  cancelled = false;
   private wakeConsumer: (() => void) | undefined;
   private wakeProducer: (() => void) | undefined;
 
   push(batch: LineChunk[]): void {
     this.items.push(batch);
+    this.wakeConsumer?.();
+  }
+
+  release(): void {
+    this.released = true;
     this.wakeConsumer?.();
   }
 
@@ -92,29 +103,33 @@ class BatchQueue {
     this.wakeConsumer?.();
   }
 
-  /** Waits while `limit` batches are pending; throws once the consumer has gone. */
+  /** Throws once the consumer has gone. */
+  check(): void {
+    if (this.cancelled) throw new SplitCancelled('the consumer stopped taking batches');
+  }
+
+  /** Waits while `limit` batches are pending (once released); throws once the consumer has gone. */
   async room(limit: number): Promise<void> {
-    while (!this.cancelled && this.items.length >= limit) {
+    while (!this.cancelled && this.released && this.items.length >= limit) {
       await new Promise<void>((resolve) => {
         this.wakeProducer = resolve;
       });
     }
-    if (this.cancelled) throw new SplitCancelled('the consumer stopped taking batches');
+    this.check();
   }
 
   async *drain(): AsyncGenerator<LineChunk[]> {
     try {
       for (;;) {
-        const next = this.items.shift();
+        // An input error ends the split at once: batches still queued are not worth parsing.
+        if (this.ended && this.error !== undefined) throw this.error;
+        const next = this.released || this.ended ? this.items.shift() : undefined;
         if (next) {
           this.wakeProducer?.();
           yield next;
           continue;
         }
-        if (this.ended) {
-          if (this.error !== undefined) throw this.error;
-          return;
-        }
+        if (this.ended) return;
         await new Promise<void>((resolve) => {
           this.wakeConsumer = resolve;
         });
@@ -163,6 +178,9 @@ async function split(input: Readable, options: SplitOptions, result: SplitResult
   const sampleLines = options.sampleLines ?? 64;
   const batchChunks = options.batchChunks ?? 8;
   const aheadBatches = options.aheadBatches ?? Number.POSITIVE_INFINITY;
+  if (!(aheadBatches >= 1) || !(batchChunks >= 1)) {
+    throw new RangeError(`aheadBatches (${aheadBatches}) and batchChunks (${batchChunks}) must be ≥ 1`);
+  }
   let pending: LineChunk[] = [];
 
   let out: WriteStream | undefined;
@@ -183,12 +201,30 @@ async function split(input: Readable, options: SplitOptions, result: SplitResult
     };
     result.chunks.push(current);
     out = createWriteStream(current.path);
+    // Kept until the stream is closed: a write error fails the split instead of the process.
+    out.on('error', (err) => {
+      writeError ??= err;
+    });
     currentBytes = 0;
   };
+  let writeError: Error | undefined;
   const write = async (buf: Buffer) => {
     if (!out) openChunk();
     currentBytes += buf.length;
-    if (!out!.write(buf)) await new Promise<void>((resolve) => out!.once('drain', resolve));
+    const stream = out!;
+    if (!stream.write(buf)) {
+      await new Promise<void>((resolve, reject) => {
+        const done = (err?: Error) => {
+          stream.off('drain', done);
+          stream.off('error', done);
+          if (err) reject(err);
+          else resolve();
+        };
+        stream.once('drain', done);
+        stream.once('error', done);
+      });
+    }
+    if (writeError) throw writeError;
   };
   /** Closes the chunk being written and hands it on once its batch is complete. */
   const closeChunk = async () => {
@@ -204,6 +240,7 @@ async function split(input: Readable, options: SplitOptions, result: SplitResult
     if (pending.length >= batchChunks) {
       queue.push(pending);
       pending = [];
+      if (result.sample.length >= sampleLines && headBytes >= BINARY_HEAD_BYTES) queue.release();
       await queue.room(aheadBatches);
     }
   };
@@ -312,6 +349,7 @@ async function split(input: Readable, options: SplitOptions, result: SplitResult
 
   try {
     for await (const piece of input) {
+      queue.check();
       let data = piece as Buffer;
       result.bytes += data.length;
       if (headBytes < BINARY_HEAD_BYTES) {

@@ -144,15 +144,25 @@ describe('splitLines', () => {
   });
 
   it('hands out batches as they are written, and waits for a slow consumer', async () => {
-    const lines = Array.from({ length: 400 }, (_, i) => `line-${i + 1}`);
+    // 400 lines of 100 bytes in 1,000-byte chunks: about 40 chunks, 20 batches.
+    const lines = Array.from(
+      { length: 400 },
+      (_, i) => `line-${i + 1}-${'x'.repeat(89 - String(i + 1).length)}`,
+    );
     const input = Readable.from([Buffer.from(`${lines.join('\n')}\n`)]);
-    const s = startSplit(input, { dir, maxLineBytes: 100, chunkBytes: 20, batchChunks: 2, aheadBatches: 1 });
+    const s = startSplit(input, {
+      dir,
+      maxLineBytes: 200,
+      chunkBytes: 1000,
+      batchChunks: 2,
+      aheadBatches: 1,
+    });
     const batches = s.batches[Symbol.asyncIterator]();
     const first = await batches.next();
     if (first.done) throw new Error('no batch');
     await new Promise((r) => setTimeout(r, 50));
-    // One batch taken, at most one waiting and one being filled: the rest of the file is not written yet.
-    expect(s.result.chunks.length).toBeLessThanOrEqual(2 * 3);
+    // Held back: released once 8 KiB were read (the binary check), then at most one batch ahead.
+    expect(s.result.chunks.length).toBeLessThan(20);
     let numbered = first.value.reduce((n, c) => n + c.lines, 0);
     for (;;) {
       const next = await batches.next();
@@ -162,20 +172,61 @@ describe('splitLines', () => {
     }
     expect(numbered).toBe(400);
     expect((await s.done).totalLines).toBe(400);
+    expect(s.result.chunks.length).toBeGreaterThan(35);
   });
 
-  it('stops reading when the consumer stops taking batches', async () => {
+  it('stops reading when the consumer stops taking batches, whether or not it was waiting', async () => {
+    for (const aheadBatches of [1, 1000]) {
+      let read = 0;
+      const input = Readable.from(
+        (async function* () {
+          for (let i = 0; i < 10_000; i++) {
+            read++;
+            if (i % 100 === 0) await new Promise((r) => setTimeout(r, 1));
+            yield Buffer.from(`line-${i}\n`);
+          }
+        })(),
+      );
+      const s = startSplit(input, { dir, maxLineBytes: 100, chunkBytes: 20, batchChunks: 2, aheadBatches });
+      const batches = s.batches[Symbol.asyncIterator]();
+      await batches.next();
+      await batches.return?.(undefined);
+      await expect(s.done).rejects.toThrow('the consumer stopped taking batches');
+      expect(input.destroyed).toBe(true);
+      const after = read;
+      await new Promise((r) => setTimeout(r, 20));
+      expect(read).toBe(after);
+      expect(read).toBeLessThan(10_000);
+    }
+  });
+
+  it('hands out the first batch with the complete sample', async () => {
+    const lines = Array.from({ length: 300 }, (_, i) => `line-${i + 1}`);
+    const s = startSplit(Readable.from([Buffer.from(`${lines.join('\n')}\n`)]), {
+      dir,
+      maxLineBytes: 100,
+      chunkBytes: 20,
+      batchChunks: 1,
+    });
+    const first = await s.batches[Symbol.asyncIterator]().next();
+    expect(first.done).toBe(false);
+    expect(s.result.sample).toHaveLength(64);
+  });
+
+  it('an input error ends the batches at once, queued or not', async () => {
     const input = Readable.from(
-      (function* () {
-        for (let i = 0; i < 10_000; i++) yield Buffer.from(`line-${i}\n`);
+      (async function* () {
+        for (let i = 0; i < 200; i++) yield Buffer.from(`line-${i}\n`);
+        throw new Error('incorrect data check');
       })(),
     );
-    const s = startSplit(input, { dir, maxLineBytes: 100, chunkBytes: 20, batchChunks: 2, aheadBatches: 1 });
-    const batches = s.batches[Symbol.asyncIterator]();
-    await batches.next();
-    await batches.return?.(undefined);
-    await expect(s.done).rejects.toThrow('the consumer stopped taking batches');
-    expect(input.destroyed).toBe(true);
-    expect(s.result.totalLines).toBeLessThan(100);
+    const s = startSplit(input, { dir, maxLineBytes: 100, chunkBytes: 20, batchChunks: 1 });
+    await expect(s.done).rejects.toThrow('incorrect data check');
+    await expect(s.batches[Symbol.asyncIterator]().next()).rejects.toThrow('incorrect data check');
+  });
+
+  it('refuses a queue that could never hand anything out', async () => {
+    const s = startSplit(Readable.from([Buffer.from('a\n')]), { dir, maxLineBytes: 100, aheadBatches: 0 });
+    await expect(s.done).rejects.toThrow(RangeError);
   });
 });
