@@ -107,7 +107,7 @@ export type RuntimeConfig = typeof runtimeConfig;
  * DuckDB's share of a function's memory. What lives outside DuckDB's limit is roughly fixed: Node with
  * the handler's modules and stream buffers (≈ 180 MB measured during the ETL's byte pass) and DuckDB's
  * own allocations beyond its buffer pool (≈ 80 MB while writing Parquet). 256 MB is set aside for those
- * and 20% of the rest kept as headroom: a 512 MB function gives DuckDB 204 MB and peaks at ≈ 480 MB
+ * and 20% of the rest kept as headroom: a 512 MB function gives DuckDB 204 MB and peaks at 425–460 MB
  * on a 1 GB file (`npm run bench`).
  */
 export function duckdbShareMB(functionMemoryMB: number): number {

@@ -102,9 +102,9 @@ export function formatSql(rule: ResolvedRule, ctx: FormatContext): FormatSql {
         RFC3164_FIELDS.includes(name)
           ? `CASE WHEN g5.pri <> '' THEN nullif(g5.${name}, '-') ELSE nullif(g3.${name}, '') END`
           : `CASE WHEN g5.pri <> '' THEN nullif(g5.${name}, '-') END`;
-      // Each line goes through the one pattern its header calls for (`<PRI>1 ` is RFC 5424); the
-      // other one's groups are NULL. RFC 3164 has no year: take the object's, and the year before when that would put the line
-      // more than two days in the future (a December log read in January).
+      // Each line goes through the one pattern its header calls for (`<PRI>1 ` is RFC 5424); the other
+      // one's groups are NULL. RFC 3164 has no year: take the object's, and the year before when that
+      // would put the line more than two days in the future (a December log read in January).
       const ts3164 = (y: number) =>
         `timezone(${zone}, try_strptime('${y} ' || regexp_replace(g3.ts, '\\s+', ' '), '%Y %b %d %H:%M:%S'))`;
       const reference = `TIMESTAMPTZ '${ctx.referenceTime.toISOString()}'`;

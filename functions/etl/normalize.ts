@@ -125,12 +125,12 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
 
   // One pass over the data lines: parse, map, convert and decide each line's fate (`reason` is NULL
   // for a loaded line). Field expressions yield NULL on a line that did not parse (see FormatSql).
-  // The raw text is kept only for rejected lines. This is the one table the step materializes.
-  let columns: [name: string, sql: string][]; // the table's own columns, computed per parsed line
+  // The raw text is kept only for rejected lines. Per table:
+  let columns: [name: string, sql: string][]; // its own columns, computed per parsed line
   let keep: string[]; // of those, the ones `cand` keeps
   let checks: string[]; // reject reasons in priority order (CASE branches), after the timestamp
-  let readingsSql = ''; // for readings: the output rows, selected from the loaded lines of `cand`
-  let readingCount = 'count(*) FILTER (reason IS NULL)';
+  let outputSql: string; // the output rows, selected from the loaded lines of `cand`
+  let readingCount = '0'; // SQL over `cand`: the readings its loaded lines make
   const metricSql = (unit: string | undefined) => (unit === undefined ? none : sqlString(unit));
   if (rule.table === 'readings' && rule.wide) {
     const used = mappedFields({ ts: rule.map.ts, device: rule.map.device });
@@ -163,7 +163,7 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     readingCount = metrics.length
       ? `sum(${metrics.map((_, i) => `(v${i + 1} IS NOT NULL)::BIGINT`).join(' + ')}) FILTER (reason IS NULL)`
       : '0';
-    readingsSql = `SELECT ts, ${factory} AS factory, device, m.metric AS metric, m.value AS value, m.unit AS unit,
+    outputSql = `SELECT ts, ${factory} AS factory, device, m.metric AS metric, m.value AS value, m.unit AS unit,
         $source_key AS source_key, n AS source_line, date
       FROM (SELECT ts, device, n, date, unnest([${items.join(', ') || 'NULL'}]) AS m FROM cand WHERE reason IS NULL)
       WHERE m.value IS NOT NULL`;
@@ -179,7 +179,8 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
       `WHEN value_raw IS NULL THEN 'value: no metric value on the line'`,
       `WHEN value IS NULL OR NOT isfinite(value) THEN 'value: ' || metric || ' is not a number: "' || value_raw || '"'`,
     ];
-    readingsSql = `SELECT ts, ${factory} AS factory, device, metric, value, unit,
+    readingCount = 'count(*) FILTER (reason IS NULL)';
+    outputSql = `SELECT ts, ${factory} AS factory, device, metric, value, unit,
         $source_key AS source_key, n AS source_line, date
       FROM cand WHERE reason IS NULL`;
   } else {
@@ -197,6 +198,9 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     ];
     keep = columns.map(([name]) => name);
     checks = [];
+    outputSql = `SELECT ts, ${factory} AS factory, device, severity, ${severityNameSql('severity')} AS severity_name,
+        code, component, message, attributes, $source_key AS source_key, n AS source_line, date
+      FROM cand WHERE reason IS NULL`;
   }
   // Long readings convert their one value here; wide readings did it per metric above.
   const value =
@@ -232,7 +236,7 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
   // Loaded rows go to one file per UTC day. A file spans a day or two: one COPY per day (each a
   // filtered scan of `cand`) is faster than DuckDB's PARTITION_BY, which is kept for files that span
   // many days (a clock gone wrong) or dates that do not make a plain path.
-  const writeByDate = async (kind: 'readings' | 'events', source: string, stem: string) => {
+  const writeByDate = async (kind: ResolvedRule['table'], source: string, stem: string) => {
     const dates = (await c.runAndReadAll('SELECT DISTINCT date FROM cand WHERE reason IS NULL ORDER BY 1'))
       .getRows()
       .map(([d]) => String(d));
@@ -289,7 +293,7 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
       { source_key: input.sourceKey },
     );
     const stats = await c.runAndReadAll(`SELECT count(*), count(*) FILTER (reason IS NULL),
-        ${rule.table === 'readings' ? readingCount : '0'},
+        ${readingCount},
         min(ts) FILTER (reason IS NULL), max(ts) FILTER (reason IS NULL)
       FROM cand`);
     const [data, loaded, readingRows, lo, hi] = stats.getRows()[0] as [
@@ -304,17 +308,7 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     totals.readings += Number(readingRows ?? 0);
     if (lo && (!minTs || lo.micros < minTs.micros)) minTs = lo;
     if (hi && (!maxTs || hi.micros > maxTs.micros)) maxTs = hi;
-    if (Number(loaded) > 0) {
-      if (rule.table === 'readings') await writeByDate('readings', readingsSql, stem);
-      else
-        await writeByDate(
-          'events',
-          `SELECT ts, ${factory} AS factory, device, severity, ${severityNameSql('severity')} AS severity_name,
-             code, component, message, attributes, $source_key AS source_key, n AS source_line, date
-           FROM cand WHERE reason IS NULL`,
-          stem,
-        );
-    }
+    if (Number(loaded) > 0) await writeByDate(rule.table, outputSql, stem);
   }
 
   // Lines rejected by the byte pass (invalid UTF-8, NUL bytes, over-long) — appended, never spliced as
@@ -333,12 +327,14 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
   }
   const total = split.totalLines;
   const headerLines = headerLine() === undefined ? 0 : 1;
-  const readings = rule.table === 'readings' ? totals.readings : 0;
+  const readings = totals.readings;
   const events = rule.table === 'events' ? totals.loaded : 0;
-  const rejected = Number((await c.runAndReadAll('SELECT count(*) FROM out_rejects')).getRows()[0]?.[0]);
-  const reasons = await c.runAndReadAll(
-    `SELECT regexp_extract(reason, '^[^:"(]*') AS r, count(*) FROM out_rejects GROUP BY ALL ORDER BY 2 DESC`,
-  );
+  const reasons = (
+    await c.runAndReadAll(
+      `SELECT regexp_extract(reason, '^[^:"(]*') AS r, count(*) FROM out_rejects GROUP BY ALL ORDER BY 2 DESC`,
+    )
+  ).getRows();
+  const rejected = reasons.reduce((sum, [, n]) => sum + Number(n), 0);
   if (rejected > 0) {
     await copy(
       'rejects',
@@ -356,9 +352,7 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
       header: headerLines,
     },
     rows: { readings, events },
-    rejectReasons: Object.fromEntries(
-      reasons.getRows().map(([r, n]) => [String(r).trim() || 'other', Number(n)]),
-    ),
+    rejectReasons: Object.fromEntries(reasons.map(([r, n]) => [String(r).trim() || 'other', Number(n)])),
     files,
     minTs: minTs ? new Date(Number(minTs.micros / 1000n)).toISOString() : undefined,
     maxTs: maxTs ? new Date(Number(maxTs.micros / 1000n)).toISOString() : undefined,

@@ -2,26 +2,20 @@ import {
   CreateQueueCommand,
   ReceiveMessageCommand,
   SendMessageCommand,
-  SQSClient,
+  type SQSClient,
 } from '@aws-sdk/client-sqs';
-import { startFauxqs } from 'fauxqs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { EventSource } from '../../local/event-source.js';
+import { startTestSqs } from '../helpers/sqs.js';
 import { waitFor } from '../helpers/wait.js';
 
-let server: Awaited<ReturnType<typeof startFauxqs>>;
+let stop: () => Promise<void>;
 let sqs: SQSClient;
 beforeAll(async () => {
-  server = await startFauxqs({ port: 19325, logger: false, host: '127.0.0.1' });
-  sqs = new SQSClient({
-    endpoint: 'http://127.0.0.1:19325',
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
-  });
+  ({ client: sqs, stop } = await startTestSqs(19325));
 });
 afterAll(async () => {
-  sqs.destroy();
-  await server.stop();
+  await stop();
 });
 
 it('batches messages like Lambda and deletes only the records that succeeded', async () => {

@@ -3,26 +3,19 @@ import {
   DeleteMessageCommand,
   ReceiveMessageCommand,
   SendMessageCommand,
-  SQSClient,
+  type SQSClient,
 } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { type Emulator, startSqs } from '../../local/emulators.js';
-import { localSettings } from '../../local/settings.js';
+import { startTestSqs } from '../helpers/sqs.js';
 
 /** The embedded SQS hands out FIFO messages of one group in batches, in order, as SQS does. */
-let sqs: Emulator;
+let stop: () => Promise<void>;
 let client: SQSClient;
 beforeAll(async () => {
-  sqs = await startSqs(localSettings({ SQS_PORT: '19326' }));
-  client = new SQSClient({
-    endpoint: 'http://127.0.0.1:19326',
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
-  });
+  ({ client, stop } = await startTestSqs(19326));
 });
 afterAll(async () => {
-  client.destroy();
-  await sqs.stop();
+  await stop();
 });
 
 it('returns up to 10 messages of a group per receive, in order, and none while they are in flight', async () => {
