@@ -66,15 +66,22 @@ function refSql(
   keyFields: Record<string, string | undefined>,
 ): string | undefined {
   if (ref === undefined) return undefined;
-  let expr: string;
-  if (typeof ref === 'string') expr = format.field(ref);
-  else if (Array.isArray(ref)) expr = `concat_ws(' ', ${ref.map((r) => format.field(r)).join(', ')})`;
-  else if ('const' in ref) expr = sqlString(ref.const);
-  else {
-    const v = keyFields[ref.fromKey];
-    expr = v === undefined ? 'CAST(NULL AS VARCHAR)' : sqlString(v);
-  }
-  return `nullif(trim(${expr}), '')`;
+  if (typeof ref === 'string') return trimmedSql(format.field(ref));
+  if (Array.isArray(ref))
+    return `nullif(trim(concat_ws(' ', ${ref.map((r) => format.field(r)).join(', ')})), '')`;
+  if ('const' in ref) return `nullif(trim(${sqlString(ref.const)}), '')`;
+  const v = keyFields[ref.fromKey];
+  return v === undefined ? 'CAST(NULL AS VARCHAR)' : `nullif(trim(${sqlString(v)}), '')`;
+}
+
+/**
+ * `nullif(trim(x), '')` for a cheap field expression `x`. DuckDB's trim strips the Unicode space
+ * separators and always copies the string; only a value that starts or ends with a space, or has any
+ * non-ASCII character (the other separators are all non-ASCII), needs it. The guard is ~5× cheaper
+ * than the trim, which ran on every field of every line (profiled: a quarter of the JSONL parse).
+ */
+function trimmedSql(x: string): string {
+  return `CASE WHEN prefix(${x}, ' ') OR suffix(${x}, ' ') OR strlen(${x}) <> length(${x}) THEN nullif(trim(${x}), '') ELSE nullif(${x}, '') END`;
 }
 
 /** Days a batch may span and still be written one COPY per day (see writeByDate). */
@@ -110,16 +117,15 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
   const ref = (r: keyof Mapping) => refSql(format, rule.map[r], keyFields);
   const factory = sqlString(input.factory);
 
+  // The timestamp is the format's own (syslog) or converted from the mapped field's text, once that
+  // text is a column of its own (`ts_raw`): `auto` tries several conversions on it.
   const tsRef = ref('ts');
-  const tsExpr =
-    format.ts && !rule.map.ts
-      ? format.ts
-      : {
-          expr: tsRef
-            ? timestampSql(tsRef, rule.timestamp.format, rule.timestamp.timezone ?? context.timeZone)
-            : 'CAST(NULL AS TIMESTAMPTZ)',
-          raw: tsRef ?? 'CAST(NULL AS VARCHAR)',
-        };
+  const tsOwn = format.ts && !rule.map.ts ? format.ts : undefined;
+  const tsConverted = tsOwn
+    ? undefined
+    : tsRef
+      ? timestampSql('ts_raw', rule.timestamp.format, rule.timestamp.timezone ?? context.timeZone)
+      : 'CAST(NULL AS TIMESTAMPTZ)';
   const device = ref('device') ?? sqlString(input.defaultDevice);
   const none = 'CAST(NULL AS VARCHAR)';
 
@@ -127,6 +133,7 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
   // for a loaded line). Field expressions yield NULL on a line that did not parse (see FormatSql).
   // The raw text is kept only for rejected lines. Per table:
   let columns: [name: string, sql: string][]; // its own columns, computed per parsed line
+  let converted: [name: string, sql: string][] = []; // conversions of those columns
   let keep: string[]; // of those, the ones `cand` keeps
   let checks: string[]; // reject reasons in priority order (CASE branches), after the timestamp
   let outputSql: string; // the output rows, selected from the loaded lines of `cand`
@@ -139,13 +146,8 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     const toDouble = (x: string) =>
       `TRY_CAST(${rule.csv?.decimalComma ? `replace(${x}, ',', '.')` : x} AS DOUBLE)`;
     // One raw and one numeric column per metric (r1, v1, …): validated per line, unnested on output.
-    columns = metrics.flatMap((m, i): [string, string][] => {
-      const raw = `nullif(trim(${format.field(m)}), '')`;
-      return [
-        [`r${i + 1}`, raw],
-        [`v${i + 1}`, toDouble(raw)],
-      ];
-    });
+    columns = metrics.map((m, i) => [`r${i + 1}`, trimmedSql(format.field(m))]);
+    converted = metrics.map((_, i) => [`v${i + 1}`, toDouble(`r${i + 1}`)]);
     keep = metrics.map((_, i) => `v${i + 1}`);
     checks =
       metrics.length === 0
@@ -172,6 +174,12 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
       ['metric', ref('metric') ?? none],
       ['value_raw', ref('value') ?? none],
       ['unit', ref('unit') ?? none],
+    ];
+    converted = [
+      [
+        'value',
+        `TRY_CAST(${rule.csv?.decimalComma ? "replace(value_raw, ',', '.')" : 'value_raw'} AS DOUBLE)`,
+      ],
     ];
     keep = ['metric', 'value', 'unit'];
     checks = [
@@ -202,21 +210,18 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
         code, component, message, attributes, $source_key AS source_key, n AS source_line, date
       FROM cand WHERE reason IS NULL`;
   }
-  // Long readings convert their one value here; wide readings did it per metric above.
-  const value =
-    rule.table === 'readings' && !rule.wide
-      ? `, TRY_CAST(${rule.csv?.decimalComma ? "replace(value_raw, ',', '.')" : 'value_raw'} AS DOUBLE) AS value`
-      : '';
   // The first non-blank line is the header, unless the byte pass rejected it: then it counts as rejected
   // (with its reason) and no line is taken for a header in its place. Known once a batch holds it.
   const headerLine = () =>
     rule.csv?.header && !split.rejects.some((r) => r.line === split.firstLine) ? split.firstLine : undefined;
   const perLine: [string, string][] = [
-    ['ts', tsExpr.expr],
-    ['ts_raw', tsExpr.raw],
+    ['ts_raw', tsOwn ? tsOwn.raw : (tsRef ?? 'CAST(NULL AS VARCHAR)')],
+    ...(tsOwn ? [['ts', tsOwn.expr] as [string, string]] : []),
     ['device', device],
     ...columns,
   ];
+  if (tsConverted) converted = [['ts', tsConverted], ...converted];
+  const select = (cols: [string, string][]) => cols.map(([name, sql]) => `, ${sql} AS ${name}`).join('\n');
   // Rejects of every batch, and (last) those of the byte pass.
   await c.run(
     `CREATE OR REPLACE TEMP TABLE out_rejects
@@ -227,10 +232,13 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
   let maxTs: DuckDBTimestampTZValue | undefined;
   const files: OutputFile[] = [];
   const params = (sql: string) => (sql.includes('$source_key') ? { source_key: input.sourceKey } : undefined);
+  // zstd at level 1: as small as the default level 3 on this data (measured: 17.1 vs 17.2 MB for 2.4M
+  // readings) and a quarter faster to write.
+  const parquet = 'FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1';
   const copy = async (kind: OutputFile['kind'], source: string, relativePath: string) => {
     const path = join(input.outDir, relativePath);
     await mkdir(dirname(path), { recursive: true });
-    await c.run(`COPY (${source}) TO ${sqlString(path)} (FORMAT parquet, COMPRESSION zstd)`, params(source));
+    await c.run(`COPY (${source}) TO ${sqlString(path)} (${parquet})`, params(source));
     files.push({ kind, path, relativePath });
   };
   // Loaded rows go to one file per UTC day. A file spans a day or two: one COPY per day (each a
@@ -255,7 +263,7 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     const known = new Set(files.map((f) => f.path));
     await c.run(
       `COPY (${source}) TO ${sqlString(dir)}
-      (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (factory, date), WRITE_PARTITION_COLUMNS true,
+      (${parquet}, PARTITION_BY (factory, date), WRITE_PARTITION_COLUMNS true,
        FILENAME_PATTERN ${sqlString(`${stem}_{i}`)}, OVERWRITE_OR_IGNORE true)`,
       params(source),
     );
@@ -279,13 +287,12 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     await c.run(`CREATE OR REPLACE TEMP TABLE cand AS
       WITH parsed AS (${format.parse})
       SELECT ${[...LINE_COLUMNS, ...keep].join(', ')}, reason, CASE WHEN reason IS NOT NULL THEN raw END AS raw
-      FROM (SELECT *, coalesce(err, CASE WHEN ts IS NULL THEN ${TS_REASON}
-                                        ${rule.table === 'readings' ? `WHEN device IS NULL THEN 'device: missing'` : ''}
-                                        ${checks.join('\n')} END) AS reason
-            FROM (SELECT *, ${utcDate('ts')} AS date${value}
-                  FROM (SELECT n, raw, err,
-                          ${perLine.map(([name, sql]) => `${sql} AS ${name}`).join(',\n')}
-                        FROM parsed)))`);
+      FROM (SELECT *, ${utcDate('ts')} AS date,
+              coalesce(err, CASE WHEN ts IS NULL THEN ${TS_REASON}
+                                 ${rule.table === 'readings' ? `WHEN device IS NULL THEN 'device: missing'` : ''}
+                                 ${checks.join('\n')} END) AS reason
+            FROM (SELECT *${select(converted)}
+                  FROM (SELECT n, raw, err${select(perLine)} FROM parsed)))`);
     await c.run('DROP TABLE data_lines');
     await c.run(
       `INSERT INTO out_rejects
@@ -361,7 +368,10 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
 
 /** The UTC calendar day of a TIMESTAMPTZ, as the `date=` partition value (`2024-01-02`). */
 function utcDate(ts: string): string {
-  return `CAST(CAST(timezone('UTC', ${ts}) AS DATE) AS VARCHAR)`;
+  // Whole days since the epoch: 4× cheaper than the calendar conversion, which stays for instants
+  // before 1970 (integer division truncates toward zero) and infinities (epoch_us is NULL).
+  return `CASE WHEN epoch_us(${ts}) >= 0 THEN CAST(DATE '1970-01-01' + CAST(epoch_us(${ts}) // 86400000000 AS INTEGER) AS VARCHAR)
+    ELSE CAST(CAST(timezone('UTC', ${ts}) AS DATE) AS VARCHAR) END`;
 }
 
 /** Values of `{ fromKey: regex }` references: the regex's first group applied to the object key. */

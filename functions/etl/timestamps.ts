@@ -26,7 +26,11 @@ export const COMMON_FORMATS = [
 const OFFSET_SUFFIX = String.raw`([zZ]|[+-]\d{2}(:?\d{2})?)$`;
 
 function iso(x: string, zone: string): string {
-  return `CASE WHEN regexp_matches(${x}, '${OFFSET_SUFFIX}') THEN TRY_CAST(${x} AS TIMESTAMPTZ) ELSE timezone(${zone}, TRY_CAST(${x} AS TIMESTAMP)) END`;
+  // `Z` first: it settles most ISO stamps without the pattern. DuckDB reads only an upper-case `Z`
+  // (RFC 3339 allows both).
+  return `CASE WHEN suffix(${x}, 'Z') OR regexp_matches(${x}, '${OFFSET_SUFFIX}')
+      THEN TRY_CAST(CASE WHEN suffix(${x}, 'z') THEN substr(${x}, 1, length(${x}) - 1) || 'Z' ELSE ${x} END AS TIMESTAMPTZ)
+      ELSE timezone(${zone}, TRY_CAST(${x} AS TIMESTAMP)) END`;
 }
 
 function epochSeconds(x: string): string {
@@ -60,11 +64,14 @@ export function timestampSql(x: string, format: string, timeZone: string): strin
       return epochSeconds(x);
     case 'epoch_ms':
       return epochMillis(x);
-    case 'auto':
+    case 'auto': {
+      // A stamp with a dash or colon is not an epoch number: those skip both patterns.
+      const number = `NOT contains(${x}, '-') AND NOT contains(${x}, ':') AND`;
       return `(CASE
-        WHEN regexp_full_match(${x}, '\\d{9,10}(\\.\\d+)?') THEN ${epochSeconds(x)}
-        WHEN regexp_full_match(${x}, '\\d{12,13}(\\.\\d+)?') THEN ${epochMillis(x)}
+        WHEN ${number} regexp_full_match(${x}, '\\d{9,10}(\\.\\d+)?') THEN ${epochSeconds(x)}
+        WHEN ${number} regexp_full_match(${x}, '\\d{12,13}(\\.\\d+)?') THEN ${epochMillis(x)}
         ELSE coalesce(${iso(x, zone)}, ${strptime(x, COMMON_FORMATS, zone)}) END)`;
+    }
     default:
       return strptime(x, [format], zone);
   }

@@ -222,6 +222,10 @@ describe('timestamps', () => {
     ['log4j comma millis', '2024-01-02 11:00:00,250', 'auto', '2024-01-02 10:00:00.25+00'],
     ['yyMMdd HHmmss', '240102 110000', '%y%m%d %H%M%S', '2024-01-02 10:00:00+00'],
     ['epoch_ms declared', '1704189600000', 'epoch_ms', '2024-01-02 10:00:00+00'],
+    ['ISO 8601 with lower-case z', '2024-01-02T10:00:00z', 'auto', '2024-01-02 10:00:00+00'],
+    ['ISO 8601 with compact offset', '2024-01-02T12:00:00+0200', 'auto', '2024-01-02 10:00:00+00'],
+    ['epoch seconds with fraction', '1704189600.5', 'auto', '2024-01-02 10:00:00.5+00'],
+    ['compact local', '20240102T110000', 'auto', '2024-01-02 10:00:00+00'],
   ])('%s', async (_n, value, format, expected) => {
     const r = await etlText(`{"t":"${value}","device":"d","metric":"m","value":1}\n`, {
       yaml: rule(
@@ -279,6 +283,24 @@ describe('output files', () => {
     ]);
   });
 
+  it('puts each row in its UTC day, before 1970 and either side of midnight too', async () => {
+    const at = (ts: string, v: number) => `{"ts":"${ts}","device":"p","metric":"m","value":${v}}`;
+    const r = await etlText(
+      [
+        at('1969-12-31T23:59:59.999Z', 1),
+        at('1970-01-01T00:00:00Z', 2),
+        at('2024-01-02T23:59:59.999999Z', 3),
+        at('2024-01-03T00:30:00+01:00', 4),
+      ].join('\n'),
+    );
+    expect(r.result.files.map((f) => f.relativePath.split('/')[2])).toEqual([
+      'date=1969-12-31',
+      'date=1970-01-01',
+      'date=2024-01-02',
+    ]);
+    expect(r.result.rows.readings).toBe(4);
+  });
+
   it('still writes one file per day, every row once, when a file spans many days', async () => {
     const days = Array.from({ length: 20 }, (_, i) => i + 1);
     const r = await etlText(`${days.map(day).join('\n')}\n`);
@@ -293,6 +315,21 @@ describe('output files', () => {
 });
 
 describe('edge cases found in review', () => {
+  it('trims spaces, including Unicode ones, from field values, and an all-space value is missing', async () => {
+    const r = await etlText(
+      [
+        '{"ts":" 2024-01-02T10:00:00Z ","device":" p1 ","metric":"temp\u00a0","value":" 1.5 ","unit":"\u3000C"}',
+        '{"ts":"2024-01-02T10:00:00Z","device":"\u2003","metric":"temp","value":2}',
+        '{"ts":"2024-01-02T10:00:00Z","device":"Düsseldorf-1","metric":"temp","value":3}',
+      ].join('\n'),
+    );
+    expect(r.readings.map((x) => [x.device, x.metric, x.value, x.unit])).toEqual([
+      ['p1', 'temp', 1.5, 'C'],
+      ['Düsseldorf-1', 'temp', 3, null],
+    ]);
+    expect(r.rejects).toEqual([{ source_line: '2', raw: expect.any(String), reason: 'device: missing' }]);
+  });
+
   it('a CSV header the byte pass rejects is counted as rejected, and no data row is taken for a header', async () => {
     const csv = Buffer.concat([
       Buffer.from('ts,device,temp'),
