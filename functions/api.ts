@@ -5,20 +5,14 @@ import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { route } from './api/router.js';
 import { runtimeConfig, secretValue } from './core/config.js';
 import { metricsMiddleware } from './core/metrics-middleware.js';
-import { downloadIfChanged, headObject } from './core/s3.js';
-import { queryWarehouse } from './warehouse/query.js';
-import { WAREHOUSE_KEY } from './warehouse/warehouse-file.js';
+import { headObject } from './core/s3.js';
+import { WarehouseReader } from './warehouse/query.js';
+import { DELTA_KEY, WAREHOUSE_KEY } from './warehouse/warehouse-file.js';
 
 const dir = join(runtimeConfig.tmpDir, 'api');
 mkdirSync(dir, { recursive: true });
-const copy = join(dir, 'telemetry.duckdb');
-let cachedETag: string | undefined;
-
-/** The current warehouse, as a read-only copy in /tmp refreshed by ETag. */
-async function freshCopy(): Promise<string | undefined> {
-  cachedETag = await downloadIfChanged(runtimeConfig.buckets.warehouse, WAREHOUSE_KEY, copy, cachedETag);
-  return cachedETag ? copy : undefined;
-}
+// Read-only copies in /tmp, refreshed by ETag: after a batch only the delta is downloaded again.
+const reader = new WarehouseReader(runtimeConfig.buckets.warehouse, dir);
 
 /** Function URL handler (payload 2.0). */
 export async function apiRequest(event: APIGatewayProxyEventV2) {
@@ -35,10 +29,19 @@ export async function apiRequest(event: APIGatewayProxyEventV2) {
       token: secretValue('API_TOKEN'),
       requireToken: runtimeConfig.deployed,
       warehouse: async () => {
-        const head = await headObject(runtimeConfig.buckets.warehouse, WAREHOUSE_KEY);
-        return head && { eTag: head.eTag, lastModified: head.lastModified.toISOString(), bytes: head.size };
+        const [base, delta] = await Promise.all(
+          [WAREHOUSE_KEY, DELTA_KEY].map((key) => headObject(runtimeConfig.buckets.warehouse, key)),
+        );
+        if (!base) return undefined;
+        const modified = Math.max(base.lastModified.getTime(), delta?.lastModified.getTime() ?? 0);
+        return {
+          eTag: base.eTag,
+          lastModified: new Date(modified).toISOString(),
+          bytes: base.size + (delta?.size ?? 0),
+          ...(delta && { delta: { eTag: delta.eTag, bytes: delta.size } }),
+        };
       },
-      query: async (sql) => queryWarehouse((await freshCopy())!, sql),
+      query: async (sql) => reader.query(sql),
     },
   );
 }

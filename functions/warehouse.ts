@@ -11,7 +11,7 @@ import { bundledReference } from './enrich/reference.js';
 import { ReferenceStore } from './enrich/reference-store.js';
 import { configDir, loadFactories } from './etl/factories.js';
 import { loadBatch } from './warehouse/load-batch.js';
-import { WarehouseFile } from './warehouse/warehouse-file.js';
+import { WarehouseFiles } from './warehouse/warehouse-file.js';
 
 const factories = loadFactories(runtimeConfig.configPath);
 const reference = new ReferenceStore(
@@ -20,8 +20,8 @@ const reference = new ReferenceStore(
 );
 const dir = join(runtimeConfig.tmpDir, 'warehouse');
 mkdirSync(dir, { recursive: true });
-// The working copy persists in /tmp across invocations of a warm container (cached by ETag).
-const file = new WarehouseFile(runtimeConfig.buckets.warehouse, dir);
+// The working copies persist in /tmp across invocations of a warm container (cached by ETag).
+const files = new WarehouseFiles(runtimeConfig.buckets.warehouse, dir);
 
 /**
  * A FIFO batch (one message group: this is the only writer). All messages are applied in one
@@ -48,7 +48,7 @@ export async function warehouseBatch(event: SQSEvent): Promise<void> {
   }
   if (messages.length === 0) return;
   const stats = await loadBatch(messages, {
-    file,
+    files,
     warehouseBucket: runtimeConfig.buckets.warehouse,
     tmpDir: runtimeConfig.tmpDir,
     reference: () => reference.current(),

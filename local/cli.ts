@@ -51,7 +51,7 @@ program
 
 program
   .command('query')
-  .description('run SQL against a read-only copy of the current warehouse (telemetry.duckdb)')
+  .description('run SQL against read-only copies of the current warehouse files')
   .argument('<sql>', 'one SQL statement, e.g. "select count(*) from readings"')
   .option('--json', 'print a JSON array of row objects')
   .option('--csv', 'print CSV with a header row')

@@ -40,10 +40,7 @@ export async function runDev(opts: { demo: boolean }): Promise<void> {
     if (manifests.length < keys.length)
       lines.push(`  (${keys.length - manifests.length} file(s) still processing)`);
     const loaded = await waitForWarehouse(keys);
-    lines.push(
-      '',
-      `Warehouse s3://warehouse/telemetry.duckdb: ${loaded} of ${keys.length} demo files fully loaded.`,
-    );
+    lines.push('', `Warehouse in s3://warehouse/: ${loaded} of ${keys.length} demo files fully loaded.`);
     lines.push(
       '',
       'Outputs (lake bucket):',

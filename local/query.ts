@@ -1,4 +1,4 @@
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import Table from 'cli-table3';
 import { exportFunctionEnv, localSettings } from './settings.js';
@@ -27,8 +27,9 @@ export function formatRows(columns: string[], rows: Record<string, unknown>[], f
 }
 
 /**
- * `telemetry-pipeline query`: downloads the current warehouse file (cached by ETag under the data
- * folder) and runs the SQL against that copy, read-only. The writer's copy is never opened.
+ * `telemetry-pipeline query`: brings the local copies of the warehouse files up to date (conditional
+ * GETs, cached under the data folder) and runs the SQL against them, read-only. The writer's copies are
+ * never opened.
  */
 export async function runQuery(sql: string, format: QueryFormat): Promise<string> {
   const settings = localSettings();
@@ -38,33 +39,24 @@ export async function runQuery(sql: string, format: QueryFormat): Promise<string
 }
 
 /**
- * Runs SQL on a fresh read-only copy of the warehouse from the configured S3 endpoint. The function
+ * Runs SQL on fresh read-only copies of the warehouse from the configured S3 endpoint. The function
  * environment (endpoint, credentials) must already be exported.
  */
 export async function queryLocal(
   sql: string,
 ): Promise<{ columns: string[]; rows: Record<string, unknown>[] }> {
   const settings = localSettings();
-  const { downloadIfChanged } = await import('../functions/core/s3.js');
   const { runtimeConfig } = await import('../functions/core/config.js');
-  const { queryWarehouse } = await import('../functions/warehouse/query.js');
-  const { WAREHOUSE_KEY } = await import('../functions/warehouse/warehouse-file.js');
+  const { WarehouseReader, QueryError } = await import('../functions/warehouse/query.js');
+  const bucket = runtimeConfig.buckets.warehouse;
   const dir = join(settings.PIPELINE_DATA, 'query-cache');
   await mkdir(dir, { recursive: true });
-  const path = join(dir, 'telemetry.duckdb');
-  const marker = `${path}.etag`;
-  const cached = await readFile(marker, 'utf8').catch(() => undefined);
-  const eTag = await downloadIfChanged(runtimeConfig.buckets.warehouse, WAREHOUSE_KEY, path, cached).catch(
-    (err: Error) => {
-      throw new Error(
-        `cannot read s3://${runtimeConfig.buckets.warehouse}/${WAREHOUSE_KEY} at ${settings.s3Endpoint} (is \`npm start\` running?): ${err.message}`,
-      );
-    },
-  );
-  if (!eTag)
+  const result = await new WarehouseReader(bucket, dir).query(sql).catch((err: Error) => {
+    if (err instanceof QueryError) throw err;
     throw new Error(
-      `no warehouse yet at s3://${runtimeConfig.buckets.warehouse}/${WAREHOUSE_KEY}: upload a file and wait for it to load`,
+      `cannot read the warehouse in s3://${bucket} at ${settings.s3Endpoint} (is \`npm start\` running?): ${err.message}`,
     );
-  await writeFile(marker, eTag);
-  return queryWarehouse(path, sql);
+  });
+  if (!result) throw new Error(`no warehouse yet in s3://${bucket}: upload a file and wait for it to load`);
+  return result;
 }

@@ -23,7 +23,8 @@ export interface ApiDeps {
   /** Deployed, a missing token closes the API; locally (loopback only) it is open. */
   requireToken: boolean;
   warehouse: () => Promise<{ eTag: string; lastModified: string; bytes: number } | undefined>;
-  query: (sql: string) => Promise<{ columns: string[]; rows: Record<string, unknown>[] }>;
+  /** `undefined`: there is no warehouse yet. */
+  query: (sql: string) => Promise<{ columns: string[]; rows: Record<string, unknown>[] } | undefined>;
 }
 
 const json = (statusCode: number, value: unknown): ApiResponse => ({
@@ -76,9 +77,9 @@ export async function route(req: ApiRequest, deps: ApiDeps): Promise<ApiResponse
   } else {
     return json(405, { message: `${req.method} not allowed on ${path}` });
   }
-  if (!(await deps.warehouse())) return json(404, { message: 'no warehouse yet' });
   try {
-    return json(200, await deps.query(sql));
+    const result = await deps.query(sql);
+    return result ? json(200, result) : json(404, { message: 'no warehouse yet' });
   } catch (err) {
     if (err instanceof QueryError) return json(400, { message: err.message });
     throw err;

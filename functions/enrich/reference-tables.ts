@@ -9,9 +9,9 @@ import type { Reference } from './reference-store.js';
 export async function appendReference(
   c: DuckDBConnection,
   ref: Pick<Reference, 'devices' | 'errorCodes'>,
-  tables: { devices: string; errorCodes: string; catalog?: string },
+  tables: { devices: string; errorCodes: string; catalog?: string; schema?: string },
 ): Promise<void> {
-  const schema = tables.catalog ? 'main' : undefined;
+  const schema = tables.schema ?? (tables.catalog ? 'main' : undefined);
   const devices = await c.createAppender(tables.devices, schema, tables.catalog);
   for (const d of ref.devices) {
     for (const v of [d.factory, d.device, d.model, d.line, d.site, d.criticality, d.commissioned])

@@ -1,24 +1,34 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { openDuckDB, sqlString } from '../core/duckdb.js';
+import { sqlString } from '../core/duckdb.js';
 import { downloadToFile, getJson, uploadFile } from '../core/s3.js';
 import type { WarehouseMessage } from '../core/warehouse-message.js';
 import { BASELINES_KEY } from '../enrich/baselines.js';
 import type { Reference } from '../enrich/reference-store.js';
 import { appendReference } from '../enrich/reference-tables.js';
 import { manifestSchema } from '../etl/manifest.js';
-import { TABLES, VIEWS } from './schema.js';
-import { WarehouseConflictError, type WarehouseFile } from './warehouse-file.js';
+import {
+  COMPACTION,
+  type CompactionPolicy,
+  createBase,
+  foldDelta,
+  removeRows,
+  shouldCompact,
+  writeDelta,
+} from './delta.js';
+import { WarehouseConflictError, type WarehouseFile, type WarehouseFiles } from './warehouse-file.js';
 
 export interface WarehouseDeps {
-  file: WarehouseFile;
+  files: WarehouseFiles;
   warehouseBucket: string;
   tmpDir: string;
   reference: () => Promise<Reference>;
   baselineDays: number;
-  /** Uploads the working copy; injectable so tests can fail it (a crash before the upload). */
-  commit?: (file: WarehouseFile, baseETag: string | undefined) => Promise<string>;
+  /** Uploads a working copy; injectable so tests can fail it (a crash before an upload). */
+  commit?: (file: WarehouseFile, eTag: string | undefined) => Promise<string>;
+  /** When the delta is folded into the base (default: COMPACTION). */
+  compaction?: CompactionPolicy;
 }
 
 export interface BatchStats {
@@ -27,7 +37,11 @@ export interface BatchStats {
   rows: Record<string, number>;
   /** Seconds from raw object creation to queryable (uploaded), per data object. */
   lagSeconds: number[];
+  /** The delta file's ETag after the batch. */
   eTag: string;
+  /** Whether the batch ended with a compaction; the base generation the batch was written against. */
+  compacted: boolean;
+  generation: number;
   attempts: number;
   seconds: number;
 }
@@ -59,20 +73,17 @@ async function supersede(
   });
   // Only in this (rare) case does the load touch existing rows: normal loads cost what the new data costs.
   if (Number(older) > 0) {
-    for (const t of ['readings', 'events', 'rejects', 'ledger', 'manifests']) {
-      await c.run(`DELETE FROM ${t} WHERE source_key = $k AND source_etag <> $e`, {
-        k: sourceKey,
-        e: sourceETag,
-      });
+    for (const t of ['readings', 'events', 'rejects', 'ledger', 'manifests'] as const) {
+      await removeRows(c, t, 'source_key = $k AND source_etag <> $e', { k: sourceKey, e: sourceETag });
     }
   }
   return 'ok';
 }
 
 async function refreshReference(c: DuckDBConnection, ref: Reference): Promise<void> {
-  await c.run('DELETE FROM devices');
-  await c.run('DELETE FROM error_codes');
-  await appendReference(c, ref, { devices: 'devices', errorCodes: 'error_codes' });
+  await removeRows(c, 'devices', 'true');
+  await removeRows(c, 'error_codes', 'true');
+  await appendReference(c, ref, { devices: 'devices', errorCodes: 'error_codes', schema: 'added' });
 }
 
 /** Applies messages to an open warehouse; returns what was loaded. */
@@ -99,12 +110,12 @@ async function apply(
       // Rows of an earlier version of this lake object exist only if the ledger has it (both are
       // written in one transaction): only then is the table scanned for them.
       if (existing !== undefined) {
-        await c.run(`DELETE FROM ${m.table} WHERE lake_key = $k`, { k: m.key });
-        await c.run(`DELETE FROM ledger WHERE lake_key = $k`, { k: m.key });
+        await removeRows(c, m.table, 'lake_key = $k', { k: m.key });
+        await removeRows(c, 'ledger', 'lake_key = $k', { k: m.key });
       }
       const rows = (
         await c.run(
-          `INSERT INTO ${m.table} BY NAME SELECT *, $k AS lake_key FROM read_parquet(${sqlString(path)})`,
+          `INSERT INTO added.${m.table} BY NAME SELECT *, $k AS lake_key FROM read_parquet(${sqlString(path)})`,
           { k: m.key },
         )
       ).rowsChanged;
@@ -114,7 +125,7 @@ async function apply(
         );
       }
       await c.run(
-        `INSERT INTO ledger VALUES ($k, $e, $kind, $sk, $se, CAST($created AS TIMESTAMPTZ), ${rows}, CAST($enriched AS TIMESTAMPTZ), now())`,
+        `INSERT INTO added.ledger VALUES ($k, $e, $kind, $sk, $se, CAST($created AS TIMESTAMPTZ), ${rows}, CAST($enriched AS TIMESTAMPTZ), now())`,
         {
           k: m.key,
           e: m.eTag,
@@ -135,9 +146,9 @@ async function apply(
         stats.skipped++;
         continue;
       }
-      await c.run('DELETE FROM manifests WHERE source_key = $k', { k: source.key });
+      await removeRows(c, 'manifests', 'source_key = $k', { k: source.key });
       await c.run(
-        `INSERT INTO manifests VALUES ($sk, $se, $factory, $status, $format, $table, ${manifest.bytes},
+        `INSERT INTO added.manifests VALUES ($sk, $se, $factory, $status, $format, $table, ${manifest.bytes},
           ${manifest.lines.total}, ${manifest.lines.loaded}, ${manifest.lines.rejected}, ${manifest.lines.blank}, ${manifest.lines.header},
           ${manifest.rows.readings}, ${manifest.rows.events}, $reason, CAST($created AS TIMESTAMPTZ),
           CAST($started AS TIMESTAMPTZ), CAST($finished AS TIMESTAMPTZ), ${manifest.seconds}, $mk)`,
@@ -159,16 +170,16 @@ async function apply(
       for (const [j, key] of manifest.outputs.filter((k) => k.startsWith('quarantine/rejects/')).entries()) {
         const rpath = join(work, `${i}-${j}.parquet`);
         await downloadToFile(m.bucket, key, rpath);
-        await c.run('DELETE FROM rejects WHERE lake_key = $k', { k: key });
+        await removeRows(c, 'rejects', 'lake_key = $k', { k: key });
         const inserted = await c.run(
-          `INSERT INTO rejects BY NAME SELECT *, $se AS source_etag, $k AS lake_key FROM read_parquet(${sqlString(rpath)})`,
+          `INSERT INTO added.rejects BY NAME SELECT *, $se AS source_etag, $k AS lake_key FROM read_parquet(${sqlString(rpath)})`,
           { k: key, se: source.eTag },
         );
         rejects += inserted.rowsChanged;
       }
-      await c.run('DELETE FROM ledger WHERE lake_key = $k', { k: m.key });
+      await removeRows(c, 'ledger', 'lake_key = $k', { k: m.key });
       await c.run(
-        `INSERT INTO ledger VALUES ($k, $e, 'manifest', $sk, $se, CAST($created AS TIMESTAMPTZ), ${rejects}, NULL, now())`,
+        `INSERT INTO added.ledger VALUES ($k, $e, 'manifest', $sk, $se, CAST($created AS TIMESTAMPTZ), ${rejects}, NULL, now())`,
         { k: m.key, e: m.eTag, sk: source.key, se: source.eTag, created: source.createdAt },
       );
       stats.rows.rejects = (stats.rows.rejects ?? 0) + rejects;
@@ -182,10 +193,12 @@ async function apply(
  * `days` of their readings, and exports all baselines for the enrich function.
  */
 async function updateBaselines(c: DuckDBConnection, days: number, out: string): Promise<void> {
-  await c.run(
-    `DELETE FROM baselines WHERE (factory, device, metric) IN (SELECT factory, device, metric FROM touched)`,
+  await removeRows(
+    c,
+    'baselines',
+    '(factory, device, metric) IN (SELECT factory, device, metric FROM touched)',
   );
-  await c.run(`INSERT INTO baselines
+  await c.run(`INSERT INTO added.baselines
     SELECT r.factory, r.device, r.metric, count(*), median(r.value), mad(r.value), now()
     FROM readings r SEMI JOIN (SELECT DISTINCT * FROM touched) t USING (factory, device, metric)
     WHERE r.ts >= (SELECT max(ts) FROM readings) - INTERVAL ${Math.trunc(days)} DAY
@@ -194,13 +207,15 @@ async function updateBaselines(c: DuckDBConnection, days: number, out: string): 
 }
 
 /**
- * One batch for the single writer: check out the warehouse file, apply every message (each lake
- * object version once, by the ledger), CHECKPOINT, and upload with a conditional write. If the file
- * changed underneath (another writer despite the FIFO group), start again from the fresh copy.
+ * One batch for the single writer: check out the warehouse files (the base read-only), apply every
+ * message to the delta (each lake object version once, by the ledger), and upload the delta with a
+ * conditional write. If a file changed underneath (another writer despite the FIFO group), start again
+ * from fresh copies. When the delta has grown enough, fold it into the base (`compact`).
  */
 export async function loadBatch(messages: WarehouseMessage[], deps: WarehouseDeps): Promise<BatchStats> {
   const started = performance.now();
-  const commit = deps.commit ?? ((file, base) => file.commit(base));
+  const commit = deps.commit ?? ((file, eTag) => file.commit(eTag));
+  const { base, delta } = deps.files;
   for (let attempt = 1; ; attempt++) {
     const stats: BatchStats = {
       objects: 0,
@@ -208,45 +223,67 @@ export async function loadBatch(messages: WarehouseMessage[], deps: WarehouseDep
       rows: {},
       lagSeconds: [],
       eTag: '',
+      compacted: false,
+      generation: 0,
       attempts: attempt,
       seconds: 0,
     };
-    const base = await deps.file.checkout();
     const work = await mkdtemp(join(deps.tmpDir, 'warehouse-'));
     const baselines = join(work, 'baselines.parquet');
     try {
-      const instance = await openDuckDB(deps.file.path);
-      try {
-        const c = await instance.connect();
-        try {
-          await c.run("SET TimeZone = 'UTC'");
-          for (const ddl of TABLES) await c.run(ddl);
-          for (const view of VIEWS) await c.run(view);
-          await c.run('BEGIN TRANSACTION');
-          await refreshReference(c, await deps.reference());
-          await apply(c, messages, work, stats);
-          await updateBaselines(c, deps.baselineDays, baselines);
-          await c.run('COMMIT');
-          await c.run('CHECKPOINT');
-        } finally {
-          c.closeSync();
-        }
-      } finally {
-        instance.closeSync();
+      let baseETag = await base.checkout('read-only');
+      if (baseETag === undefined) {
+        await createBase(base.path);
+        baseETag = await commit(base, undefined);
       }
-      stats.eTag = await commit(deps.file, base);
+      const deltaETag = await delta.checkout();
+      stats.generation = await writeDelta(delta.path, base.path, async (c) => {
+        await refreshReference(c, await deps.reference());
+        await apply(c, messages, work, stats);
+        await updateBaselines(c, deps.baselineDays, baselines);
+      });
+      stats.eTag = await commit(delta, deltaETag);
       // Queryable from now on: the lag is measured against the upload, not the load.
       const now = Date.now();
       stats.lagSeconds = stats.lagSeconds.map((created) => (now - created) / 1000);
+      const [deltaSize, baseSize] = await Promise.all([stat(delta.path), stat(base.path)]);
+      if (shouldCompact(deltaSize.size, baseSize.size, deps.compaction ?? COMPACTION)) {
+        stats.eTag = await compact(deps.files, baseETag, stats.eTag, commit);
+        stats.compacted = true;
+      }
       await uploadFile(deps.warehouseBucket, BASELINES_KEY, baselines, 'application/vnd.apache.parquet');
       stats.seconds = (performance.now() - started) / 1000;
       return stats;
     } catch (err) {
-      await deps.file.discard();
+      await delta.discard();
       if (err instanceof WarehouseConflictError && attempt < 5) continue;
       throw err;
     } finally {
       await rm(work, { recursive: true, force: true });
     }
   }
+}
+
+/**
+ * Folds the delta into the base and uploads the base (generation + 1), then an empty delta for it;
+ * returns the new delta's ETag. Stopped between the two uploads, the old delta is left behind an
+ * already-newer base: readers and the next batch recognise it by its generation and set it aside.
+ */
+async function compact(
+  files: WarehouseFiles,
+  baseETag: string,
+  deltaETag: string,
+  commit: NonNullable<WarehouseDeps['commit']>,
+): Promise<string> {
+  await files.base.modify();
+  try {
+    await foldDelta(files.base.path, files.delta.path);
+    await commit(files.base, baseETag);
+  } catch (err) {
+    await files.base.discard();
+    throw err;
+  }
+  await files.delta.discard();
+  await writeDelta(files.delta.path, files.base.path, async () => {});
+  return commit(files.delta, deltaETag);
 }

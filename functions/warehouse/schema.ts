@@ -88,3 +88,55 @@ export const VIEWS = [
     FROM events WHERE code IS NOT NULL OR effective_severity <= 4
     GROUP BY ALL`,
 ];
+
+/** Every table TABLES creates. */
+export const TABLE_NAMES = [
+  'readings',
+  'events',
+  'rejects',
+  'ledger',
+  'manifests',
+  'devices',
+  'error_codes',
+  'baselines',
+] as const;
+export type TableName = (typeof TABLE_NAMES)[number];
+
+/**
+ * One row: in the base file, its generation (raised by each compaction); in the delta file, the
+ * generation of the base it applies to.
+ */
+export const META = 'CREATE TABLE IF NOT EXISTS warehouse_meta (generation BIGINT)';
+
+/**
+ * The delta file's own tables, created from the base attached as `base`: `added.<t>` holds the rows
+ * added since the base was written, `removed.<t>` the rowids of base rows deleted since.
+ */
+export function deltaTables(): string[] {
+  return [
+    'CREATE SCHEMA IF NOT EXISTS added',
+    'CREATE SCHEMA IF NOT EXISTS removed',
+    META,
+    ...TABLE_NAMES.flatMap((t) => [
+      `CREATE TABLE IF NOT EXISTS added.${t} AS SELECT * FROM base.main.${t} LIMIT 0`,
+      `CREATE TABLE IF NOT EXISTS removed.${t} (rid BIGINT)`,
+    ]),
+  ];
+}
+
+/**
+ * The delta file's views: each table under its own name as the base's rows (less the removed ones)
+ * followed by the added ones, then VIEWS over those. `pruned` tables have no removed rows, and their
+ * view skips the anti-join (the writer knows, when it finishes a batch).
+ */
+export function deltaViews(pruned: ReadonlySet<TableName> = new Set()): string[] {
+  return [
+    ...TABLE_NAMES.map(
+      (t) =>
+        `CREATE OR REPLACE VIEW main.${t} AS
+          SELECT * FROM base.main.${t}${pruned.has(t) ? '' : ` WHERE rowid NOT IN (SELECT rid FROM removed.${t})`}
+          UNION ALL SELECT * FROM added.${t}`,
+    ),
+    ...VIEWS,
+  ];
+}

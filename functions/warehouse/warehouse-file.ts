@@ -1,10 +1,13 @@
 import { createReadStream } from 'node:fs';
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { PutObjectCommand, S3ServiceException } from '@aws-sdk/client-s3';
 import { downloadIfChanged, s3, stripETag } from '../core/s3.js';
 
+/** The base file: the whole warehouse as of its last compaction, a DuckDB database on its own. */
 export const WAREHOUSE_KEY = 'telemetry.duckdb';
+/** The delta file: what changed since the base was written, and views over both (see docs/architecture.md). */
+export const DELTA_KEY = 'telemetry-delta.duckdb';
 
 /** The store refused the upload because someone else wrote the file since we read it. */
 export class WarehouseConflictError extends Error {
@@ -12,10 +15,11 @@ export class WarehouseConflictError extends Error {
 }
 
 /**
- * The warehouse file in object storage and its working copy in /tmp. The copy is reused across
+ * A warehouse file in object storage and its working copy in /tmp. The copy is reused across
  * invocations while its ETag is current; a marker file records the ETag of a copy known to be
- * pristine. The marker is removed before the copy is modified and written back only after a
- * successful upload, so a crash in between forces a fresh download on the retry.
+ * pristine. The marker is removed before the copy is modified (`checkout()`, or `modify()` after a
+ * read-only checkout) and written back only after a successful upload, so a crash in between forces a
+ * fresh download on the retry.
  */
 export class WarehouseFile {
   readonly path: string;
@@ -26,17 +30,26 @@ export class WarehouseFile {
     dir: string,
     private readonly key = WAREHOUSE_KEY,
   ) {
-    this.path = join(dir, 'telemetry.duckdb');
+    this.path = join(dir, basename(key));
     this.marker = `${this.path}.etag`;
   }
 
-  /** Makes the working copy current and returns the ETag it is based on (`undefined`: no file yet). */
-  async checkout(): Promise<string | undefined> {
+  /**
+   * Makes the working copy current and returns the ETag it is based on (`undefined`: no file yet).
+   * `read-only`: the copy will only be read, and stays marked pristine.
+   */
+  async checkout(mode: 'modify' | 'read-only' = 'modify'): Promise<string | undefined> {
     const cached = await readFile(this.marker, 'utf8').catch(() => undefined);
     const eTag = await downloadIfChanged(this.bucket, this.key, this.path, cached);
-    await rm(this.marker, { force: true });
     if (eTag === undefined) await this.discard();
+    else if (mode === 'modify') await this.modify();
+    else if (eTag !== cached) await writeFile(this.marker, eTag);
     return eTag;
+  }
+
+  /** The working copy is about to change: it is no longer known to be pristine. */
+  async modify(): Promise<void> {
+    await rm(this.marker, { force: true });
   }
 
   /**
@@ -74,5 +87,19 @@ export class WarehouseFile {
 
   async discard(): Promise<void> {
     await Promise.all([this.path, this.marker, `${this.path}.wal`].map((p) => rm(p, { force: true })));
+  }
+}
+
+/** The base and delta files of one warehouse, with their working copies in one folder. */
+export class WarehouseFiles {
+  readonly base: WarehouseFile;
+  readonly delta: WarehouseFile;
+
+  constructor(
+    readonly bucket: string,
+    dir: string,
+  ) {
+    this.base = new WarehouseFile(bucket, dir, WAREHOUSE_KEY);
+    this.delta = new WarehouseFile(bucket, dir, DELTA_KEY);
   }
 }

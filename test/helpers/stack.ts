@@ -84,18 +84,14 @@ export async function startTestStack(env: Record<string, string> = {}) {
         `manifest of ${key}`,
       );
     },
-    /** Runs SQL on a fresh read-only copy of the warehouse file. */
-    async queryWarehouse(sql: string) {
-      const { queryWarehouse } = await import('../../functions/warehouse/query.js');
+    /** Runs SQL on fresh read-only copies of the warehouse files. */
+    async queryWarehouse(sql: string, bucket = 'warehouse') {
+      const { WarehouseReader } = await import('../../functions/warehouse/query.js');
       const dir = await mkdtemp(join(data, 'wh-'));
-      const path = join(dir, 'telemetry.duckdb');
-      const res = await runtime.s3.send(
-        new GetObjectCommand({ Bucket: 'warehouse', Key: 'telemetry.duckdb' }),
-      );
-      const { writeFile } = await import('node:fs/promises');
-      await writeFile(path, await res.Body!.transformToByteArray());
       try {
-        return (await queryWarehouse(path, sql)).rows;
+        const result = await new WarehouseReader(bucket, dir).query(sql);
+        if (!result) throw new Error(`no warehouse yet in s3://${bucket}`);
+        return result.rows;
       } finally {
         await rm(dir, { recursive: true, force: true });
       }

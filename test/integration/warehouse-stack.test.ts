@@ -159,14 +159,13 @@ describe('the warehouse writer, crashing between load and upload', () => {
   it('the retry produces the right file: every object once', async () => {
     // A second warehouse (own bucket and key), written by the domain function directly.
     await stack.runtime.s3.send(new CreateBucketCommand({ Bucket: 'crash-test' }));
-    const { WarehouseFile } = await import('../../functions/warehouse/warehouse-file.js');
+    const { WarehouseFiles } = await import('../../functions/warehouse/warehouse-file.js');
     const { loadBatch } = await import('../../functions/warehouse/load-batch.js');
     const { bundledReference } = await import('../../functions/enrich/reference.js');
     const dir = await mkdtemp(join(stack.data, 'crash-'));
-    const file = new WarehouseFile('crash-test', dir, 'crash.duckdb');
     const ref = bundledReference(join(import.meta.dirname, '..', '..', 'config'));
     const deps = {
-      file,
+      files: new WarehouseFiles('crash-test', dir),
       warehouseBucket: 'crash-test',
       tmpDir: dir,
       baselineDays: 7,
@@ -203,13 +202,9 @@ describe('the warehouse writer, crashing between load and upload', () => {
     const replay = await loadBatch([a!, b!], deps);
     expect(replay).toMatchObject({ objects: 0, skipped: 2 });
 
-    const { queryWarehouse } = await import('../../functions/warehouse/query.js');
-    const { downloadIfChanged } = await import('../../functions/core/s3.js');
-    const copy = join(dir, 'copy.duckdb');
-    await downloadIfChanged('crash-test', 'crash.duckdb', copy, undefined);
-    const { rows } = await queryWarehouse(
-      copy,
+    const rows = await stack.queryWarehouse(
       'SELECT lake_key, count(*) AS n FROM readings GROUP BY 1 ORDER BY 1',
+      'crash-test',
     );
     expect(rows).toEqual([
       { lake_key: a!.key, n: '100' },
@@ -286,5 +281,162 @@ describe('reference data updated in the object store', () => {
     expect(await stack.queryWarehouse(`SELECT count(*) AS n FROM devices WHERE factory = 'refr'`)).toEqual([
       { n: '1' },
     ]);
+  });
+});
+
+describe('the warehouse files: a base, and a delta each batch uploads', () => {
+  const bucket = 'delta-test';
+  const ref = async () => {
+    const { bundledReference } = await import('../../functions/enrich/reference.js');
+    return {
+      ...bundledReference(join(import.meta.dirname, '..', '..', 'config')),
+      sources: { devices: 'b', errorCodes: 'b' },
+    };
+  };
+  /** A lake object of `n` readings (values `offset`…), as the enrich function writes them. */
+  async function lakeObject(name: string, n: number, offset: number): Promise<WarehouseMessage> {
+    const { DuckDBInstance } = await import('@duckdb/node-api');
+    const { readFile } = await import('node:fs/promises');
+    const { sqlString } = await import('../../functions/core/duckdb.js');
+    const path = join(await mkdtemp(join(stack.data, 'lake-')), 'o.parquet');
+    const db = await DuckDBInstance.create(':memory:');
+    const c = await db.connect();
+    await c.run(`COPY (SELECT TIMESTAMPTZ '2024-03-04 00:00:00+00' + to_seconds(i) AS ts, 'delta' AS factory,
+        'd' || (i % 3) AS device, 'm' AS metric, (${offset} + i)::DOUBLE AS value, 'u' AS unit,
+        ${sqlString(`src/${name}`)} AS source_key, i + 1 AS source_line, '2024-03-04' AS date, 'e1' AS source_etag,
+        NULL::VARCHAR AS model, NULL::VARCHAR AS line, NULL::VARCHAR AS site, NULL::VARCHAR AS criticality,
+        NULL::DOUBLE AS baseline_median, NULL::DOUBLE AS baseline_mad, NULL::DOUBLE AS anomaly_score, false AS is_anomaly
+      FROM range(${n}) t(i)) TO ${sqlString(path)} (FORMAT parquet)`);
+    c.closeSync();
+    db.closeSync();
+    const key = `delta-test/${name}.parquet`;
+    const eTag = await stack.put(key, await readFile(path), 'lake');
+    return {
+      kind: 'data',
+      table: 'readings',
+      bucket: 'lake',
+      key,
+      eTag,
+      rows: n,
+      sourceKey: `src/${name}`,
+      sourceETag: 'e1',
+      rawCreatedAt: new Date().toISOString(),
+      enrichedAt: new Date().toISOString(),
+    };
+  }
+  const totals = () =>
+    stack.queryWarehouse(
+      `SELECT source_key, count(*) AS n, sum(value) AS v FROM readings GROUP BY 1 ORDER BY 1`,
+      bucket,
+    );
+
+  it('a batch uploads only the delta; base rows replaced or deleted stay gone across a compaction', async () => {
+    const { WarehouseFiles } = await import('../../functions/warehouse/warehouse-file.js');
+    const { loadBatch } = await import('../../functions/warehouse/load-batch.js');
+    const { headObject } = await import('../../functions/core/s3.js');
+    await stack.runtime.s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    const dir = await mkdtemp(join(stack.data, 'delta-'));
+    const always = { minBytes: 0, baseFraction: 0 };
+    const deps = {
+      files: new WarehouseFiles(bucket, dir),
+      warehouseBucket: bucket,
+      tmpDir: dir,
+      baselineDays: 7,
+      reference: ref,
+    };
+    // a → base (compacted: generation 1); b → delta only.
+    expect(await loadBatch([await lakeObject('a', 100, 0)], { ...deps, compaction: always })).toMatchObject({
+      compacted: true,
+      generation: 0,
+    });
+    const base = await headObject(bucket, 'telemetry.duckdb');
+    const b = await loadBatch([await lakeObject('b', 50, 1000)], deps);
+    expect(b).toMatchObject({ objects: 1, compacted: false, generation: 1 });
+    expect((await headObject(bucket, 'telemetry.duckdb'))?.eTag).toBe(base?.eTag);
+    // a new version of a's lake object replaces a's base rows (10 rows, values 500…509).
+    await loadBatch([await lakeObject('a', 10, 500)], deps);
+    const expected = [
+      { source_key: 'src/a', n: '10', v: 5045 },
+      { source_key: 'src/b', n: '50', v: 51225 },
+    ];
+    expect(await totals()).toEqual(expected);
+    expect((await headObject(bucket, 'telemetry.duckdb'))?.eTag).toBe(base?.eTag);
+    // The base file on its own is the warehouse as of its compaction.
+    const { downloadIfChanged } = await import('../../functions/core/s3.js');
+    const { queryWarehouse } = await import('../../functions/warehouse/query.js');
+    const alone = join(dir, 'base-alone.duckdb');
+    await downloadIfChanged(bucket, 'telemetry.duckdb', alone, undefined);
+    expect((await queryWarehouse({ base: alone }, 'SELECT count(*) AS n FROM readings')).rows).toEqual([
+      { n: '100' },
+    ]);
+    // Folded: the same rows, from the base alone, and the ledger has each object once.
+    const c = await loadBatch([await lakeObject('c', 5, 0)], { ...deps, compaction: always });
+    expect(c).toMatchObject({ compacted: true, generation: 1 });
+    expect(await totals()).toEqual([...expected, { source_key: 'src/c', n: '5', v: 10 }]);
+    await downloadIfChanged(bucket, 'telemetry.duckdb', alone, undefined);
+    expect(
+      (
+        await queryWarehouse(
+          { base: alone },
+          'SELECT count(*) AS n, max(generation) AS g FROM readings, warehouse_meta',
+        )
+      ).rows,
+    ).toEqual([{ n: '65', g: '2' }]);
+    expect(
+      await stack.queryWarehouse('SELECT lake_key, count(*) AS n FROM ledger GROUP BY 1 ORDER BY 1', bucket),
+    ).toEqual(['a', 'b', 'c'].map((x) => ({ lake_key: `delta-test/${x}.parquet`, n: '1' })));
+  });
+
+  it('a compaction stopped between the base and the delta upload: readers and the next batch set the old delta aside', async () => {
+    const { WarehouseFiles } = await import('../../functions/warehouse/warehouse-file.js');
+    const { loadBatch } = await import('../../functions/warehouse/load-batch.js');
+    const { queryWarehouse, StaleBaseError } = await import('../../functions/warehouse/query.js');
+    const { downloadIfChanged } = await import('../../functions/core/s3.js');
+    const { copyFile } = await import('node:fs/promises');
+    const dir = await mkdtemp(join(stack.data, 'delta-'));
+    const files = new WarehouseFiles(bucket, dir);
+    const deps = { files, warehouseBucket: bucket, tmpDir: dir, baselineDays: 7, reference: ref };
+    const before = await totals();
+    await loadBatch([await lakeObject('d', 20, 0)], deps);
+    // Copies a reader might hold: the base and delta before the compaction.
+    const old = { base: join(dir, 'old-base.duckdb'), delta: join(dir, 'old-delta.duckdb') };
+    await downloadIfChanged(bucket, 'telemetry.duckdb', old.base, undefined);
+    await downloadIfChanged(bucket, 'telemetry-delta.duckdb', old.delta, undefined);
+
+    let commits = 0;
+    const e = await lakeObject('e', 30, 0);
+    await expect(
+      loadBatch([e], {
+        ...deps,
+        compaction: { minBytes: 0, baseFraction: 0 },
+        // delta (the batch), base (the fold), then the new delta: killed before that one.
+        commit: async (file, eTag) => {
+          if (++commits === 3) throw new Error('killed before the delta reset');
+          return file.commit(eTag);
+        },
+      }),
+    ).rejects.toThrow('killed before the delta reset');
+    const after = [
+      ...before,
+      { source_key: 'src/d', n: '20', v: 190 },
+      { source_key: 'src/e', n: '30', v: 435 },
+    ];
+    expect(await totals()).toEqual(after);
+    // The new base with the old delta (what the store holds now) reads as the base alone.
+    const current = { base: join(dir, 'new-base.duckdb'), delta: old.delta };
+    await downloadIfChanged(bucket, 'telemetry.duckdb', current.base, undefined);
+    expect((await queryWarehouse(current, 'SELECT count(*) AS n FROM readings')).rows).toEqual([
+      { n: String(after.reduce((s, r) => s + Number(r.n), 0)) },
+    ]);
+    // The retried batch finds everything loaded; its delta starts afresh for the new base.
+    expect(await loadBatch([e], deps)).toMatchObject({ objects: 0, skipped: 1 });
+    expect(await totals()).toEqual(after);
+    // An old base with a newer delta is refused (a reader fetches the base again).
+    const fresh = join(dir, 'fresh-delta.duckdb');
+    await downloadIfChanged(bucket, 'telemetry-delta.duckdb', fresh, undefined);
+    await copyFile(old.base, join(dir, 'stale-base.duckdb'));
+    await expect(
+      queryWarehouse({ base: join(dir, 'stale-base.duckdb'), delta: fresh }, 'SELECT 1'),
+    ).rejects.toBeInstanceOf(StaleBaseError);
   });
 });
