@@ -55,12 +55,16 @@ export function formatSql(rule: ResolvedRule, ctx: FormatContext): FormatSql {
       const paths = `[${names.map((n) => sqlString(jsonPath(n))).join(', ')}]`;
       return {
         // `obj` is the line when it is a JSON object, else NULL: JSON functions never see a bad line.
+        // A valid line that starts with `{` is an object; only other valid lines need json_type (which
+        // parses the line again). CASE, not AND/OR: DuckDB may evaluate a conjunction's terms in any
+        // order, and JSON functions raise on invalid JSON.
         parse: `SELECT n, raw,
             CASE WHEN NOT ok THEN 'invalid JSON'
-                 WHEN kind <> 'OBJECT' THEN 'not a JSON object (got ' || lower(kind) || ')' END AS err,
-            CASE WHEN ok AND kind = 'OBJECT' THEN raw END AS obj,
-            CASE WHEN ok AND kind = 'OBJECT' THEN ${names.length ? `json_extract_string(raw, ${paths})` : '[]::VARCHAR[]'} END AS jf
-          FROM (SELECT n, raw, ok, CASE WHEN ok THEN json_type(raw) END AS kind
+                 WHEN NOT is_object THEN 'not a JSON object (got ' || lower(json_type(raw)) || ')' END AS err,
+            CASE WHEN is_object THEN raw END AS obj,
+            CASE WHEN is_object THEN ${names.length ? `json_extract_string(raw, ${paths})` : '[]::VARCHAR[]'} END AS jf
+          FROM (SELECT n, raw, ok,
+                  CASE WHEN NOT ok THEN false WHEN prefix(raw, '{') THEN true ELSE json_type(raw) = 'OBJECT' END AS is_object
                 FROM (SELECT n, raw, json_valid(raw) AS ok FROM data_lines))`,
         field: (name) => {
           const i = index.get(name);
