@@ -12,6 +12,8 @@ import {
   COMPACTION,
   type CompactionPolicy,
   createBase,
+  type DeltaState,
+  digest,
   foldDelta,
   removeRows,
   shouldCompact,
@@ -80,7 +82,11 @@ async function supersede(
   return 'ok';
 }
 
-async function refreshReference(c: DuckDBConnection, ref: Reference): Promise<void> {
+/** Replaces `devices` and `error_codes` when the reference data differs from what was last written. */
+async function refreshReference(c: DuckDBConnection, ref: Reference, state: DeltaState): Promise<void> {
+  const current = digest([JSON.stringify(ref.devices), JSON.stringify(ref.errorCodes)]);
+  if (state.reference === current) return;
+  state.reference = current;
   await removeRows(c, 'devices', 'true');
   await removeRows(c, 'error_codes', 'true');
   await appendReference(c, ref, { devices: 'devices', errorCodes: 'error_codes', schema: 'added' });
@@ -237,8 +243,8 @@ export async function loadBatch(messages: WarehouseMessage[], deps: WarehouseDep
         baseETag = await commit(base, undefined);
       }
       const deltaETag = await delta.checkout();
-      stats.generation = await writeDelta(delta.path, base.path, async (c) => {
-        await refreshReference(c, await deps.reference());
+      stats.generation = await writeDelta(delta.path, base.path, async (c, state) => {
+        await refreshReference(c, await deps.reference(), state);
         await apply(c, messages, work, stats);
         await updateBaselines(c, deps.baselineDays, baselines);
       });

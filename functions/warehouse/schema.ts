@@ -125,18 +125,22 @@ export function deltaTables(): string[] {
 }
 
 /**
- * The delta file's views: each table under its own name as the base's rows (less the removed ones)
- * followed by the added ones, then VIEWS over those. `pruned` tables have no removed rows, and their
- * view skips the anti-join (the writer knows, when it finishes a batch).
+ * One view per table, under the table's name: the base's rows (less the removed ones, unless the table
+ * is `pruned`: it has none) followed by the added ones.
+ */
+export function tableViews(pruned: ReadonlySet<TableName>, kind: 'TEMP' | '' = ''): string[] {
+  return TABLE_NAMES.map(
+    (t) =>
+      `CREATE OR REPLACE ${kind} VIEW ${kind ? '' : 'main.'}${t} AS
+        SELECT * FROM base.main.${t}${pruned.has(t) ? '' : ` WHERE rowid NOT IN (SELECT rid FROM removed.${t})`}
+        UNION ALL SELECT * FROM added.${t}`,
+  );
+}
+
+/**
+ * The delta file's views: the tables (`tableViews`), then VIEWS over those. `pruned` tables have no
+ * removed rows, and their view skips the anti-join (the writer knows, when it finishes a batch).
  */
 export function deltaViews(pruned: ReadonlySet<TableName> = new Set()): string[] {
-  return [
-    ...TABLE_NAMES.map(
-      (t) =>
-        `CREATE OR REPLACE VIEW main.${t} AS
-          SELECT * FROM base.main.${t}${pruned.has(t) ? '' : ` WHERE rowid NOT IN (SELECT rid FROM removed.${t})`}
-          UNION ALL SELECT * FROM added.${t}`,
-    ),
-    ...VIEWS,
-  ];
+  return [...tableViews(pruned), ...VIEWS];
 }
