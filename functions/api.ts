@@ -7,7 +7,7 @@ import { runtimeConfig, secretValue } from './core/config.js';
 import { metricsMiddleware } from './core/metrics-middleware.js';
 import { headObject } from './core/s3.js';
 import { WarehouseReader } from './warehouse/query.js';
-import { DELTA_KEY, WAREHOUSE_KEY } from './warehouse/warehouse-file.js';
+import { DELTA_KEY } from './warehouse/warehouse-file.js';
 
 const dir = join(runtimeConfig.tmpDir, 'api');
 mkdirSync(dir, { recursive: true });
@@ -29,17 +29,9 @@ export async function apiRequest(event: APIGatewayProxyEventV2) {
       token: secretValue('API_TOKEN'),
       requireToken: runtimeConfig.deployed,
       warehouse: async () => {
-        const [base, delta] = await Promise.all(
-          [WAREHOUSE_KEY, DELTA_KEY].map((key) => headObject(runtimeConfig.buckets.warehouse, key)),
-        );
-        if (!base) return undefined;
-        const modified = Math.max(base.lastModified.getTime(), delta?.lastModified.getTime() ?? 0);
-        return {
-          eTag: base.eTag,
-          lastModified: new Date(modified).toISOString(),
-          bytes: base.size + (delta?.size ?? 0),
-          ...(delta && { delta: { eTag: delta.eTag, bytes: delta.size } }),
-        };
+        // The delta is the warehouse's commit point: it changes with every batch.
+        const head = await headObject(runtimeConfig.buckets.warehouse, DELTA_KEY);
+        return head && { eTag: head.eTag, lastModified: head.lastModified.toISOString(), bytes: head.size };
       },
       query: async (sql) => reader.query(sql),
     },

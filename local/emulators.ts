@@ -76,6 +76,66 @@ function makeS3rverWritesAtomic(tmpDir: string): void {
   };
 }
 
+interface S3rverContext {
+  params: { bucket: string; key: string };
+  headers: Record<string, string | undefined>;
+  store: {
+    existsObject(bucket: string, key: string): Promise<boolean>;
+    getMetadata(bucket: string, key: string): Promise<{ etag: string }>;
+  };
+}
+
+/**
+ * S3 honours `If-Match` and `If-None-Match: *` on PUT (conditional writes, which the warehouse writer
+ * commits with); s3rver ignores them. This checks them before s3rver's own PUT, one request at a time
+ * per key (S3 lets exactly one of two racing conditional writes succeed), and answers 412 as S3 does.
+ */
+function makeS3rverWritesConditional(): void {
+  const controller = require('s3rver/lib/controllers/object.js') as {
+    putObject(ctx: S3rverContext): Promise<void>;
+  };
+  const S3Error = require('s3rver/lib/models/error.js') as new (
+    code: string,
+    message: string,
+    detail?: Record<string, string>,
+  ) => Error;
+  const original = controller.putObject;
+  if ((original as { conditional?: boolean }).conditional) return;
+  const queues = new Map<string, Promise<unknown>>();
+  const strip = (eTag: string) => eTag.trim().replace(/^W\//, '').replace(/"/g, '');
+  const conditional = async (ctx: S3rverContext): Promise<void> => {
+    const ifMatch = ctx.headers['if-match'];
+    const ifNoneMatch = ctx.headers['if-none-match'];
+    if (ifMatch === undefined && ifNoneMatch === undefined) return original(ctx);
+    const { bucket, key } = ctx.params;
+    const id = `${bucket}/${key}`;
+    const run = async () => {
+      const exists = await ctx.store.existsObject(bucket, key);
+      const current = exists ? strip((await ctx.store.getMetadata(bucket, key)).etag) : undefined;
+      const failed = (ifNoneMatch === '*' && exists) || (ifMatch !== undefined && current !== strip(ifMatch));
+      if (failed) {
+        throw new S3Error(
+          'PreconditionFailed',
+          'At least one of the pre-conditions you specified did not hold',
+          {
+            Condition: ifMatch !== undefined ? 'If-Match' : 'If-None-Match',
+          },
+        );
+      }
+      await original(ctx);
+    };
+    const previous = queues.get(id) ?? Promise.resolve();
+    const mine = previous.then(run, run);
+    queues.set(id, mine);
+    try {
+      await mine;
+    } finally {
+      if (queues.get(id) === mine) queues.delete(id);
+    }
+  };
+  controller.putObject = Object.assign(conditional, { conditional: true });
+}
+
 /**
  * The embedded S3: s3rver, storing objects on disk under `<data>/s3` so a restart keeps them.
  * s3rver ships with one fixed key pair; the runtime registers the configured one (minioadmin by
@@ -89,6 +149,7 @@ export async function startS3(
 ): Promise<Emulator> {
   const directory = join(settings.PIPELINE_DATA, 's3');
   makeS3rverWritesAtomic(join(settings.PIPELINE_DATA, 's3-incoming'));
+  makeS3rverWritesConditional();
   await mkdir(directory, { recursive: true });
   const account = require('s3rver/lib/models/account.js') as {
     DUMMY_ACCOUNT: { createKeyPair(id: string, secret: string): void };

@@ -1,10 +1,13 @@
+import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, stat } from 'node:fs/promises';
+import { rename, rm, stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
+  DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   NoSuchKey,
   NotFound,
   PutObjectCommand,
@@ -189,13 +192,36 @@ export async function downloadIfChanged(
       body.destroy();
       return eTag;
     }
-    const tmp = `${path}.download`;
-    await pipeline(body, createWriteStream(tmp));
-    await rename(tmp, path);
+    // A name of its own: two readers refreshing the same copy must not write into one file.
+    const tmp = `${path}.${randomUUID()}.download`;
+    try {
+      await pipeline(body, createWriteStream(tmp));
+      await rename(tmp, path);
+    } finally {
+      await rm(tmp, { force: true });
+    }
     return eTag;
   } catch (err) {
     if (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 304) return cachedETag;
     if (isNotFound(err)) return undefined;
     throw err;
   }
+}
+
+/** Every key under `prefix`. */
+export async function listKeys(bucket: string, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await s3().send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+    );
+    for (const o of page.Contents ?? []) if (o.Key) keys.push(o.Key);
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return keys;
+}
+
+export async function deleteObject(bucket: string, key: string): Promise<void> {
+  await s3().send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
 }

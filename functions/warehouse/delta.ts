@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { DuckDBConnection } from '@duckdb/node-api';
+import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { openDuckDB, sqlString, withConnection } from '../core/duckdb.js';
 import {
   deltaTables,
@@ -13,9 +13,9 @@ import {
 } from './schema.js';
 
 /**
- * The warehouse as two DuckDB files (docs/architecture.md, "Warehouse files"): the base, written only
- * by a compaction, and the delta, rewritten by every batch. A batch costs what its rows cost, not what
- * the warehouse holds: the base stays as it is, and only the delta is uploaded.
+ * The warehouse as DuckDB files (docs/architecture.md, "Warehouse files"): immutable bases, each
+ * written once by a compaction, and the delta, rewritten by every batch, which names its base. A batch
+ * costs what its rows cost, not what the warehouse holds: only the delta is uploaded.
  */
 
 /** When the delta is folded into the base: it has reached `minBytes` and `baseFraction` of the base. */
@@ -34,18 +34,36 @@ export function shouldCompact(deltaBytes: number, baseBytes: number, policy: Com
   return deltaBytes >= Math.max(policy.minBytes, baseBytes * policy.baseFraction);
 }
 
+/** Which base a delta applies to (in both files' `warehouse_meta`; a base records its own). */
+export interface BaseRef {
+  generation: number;
+  baseKey: string;
+}
+
 async function value(c: DuckDBConnection, sql: string): Promise<unknown> {
   return (await c.runAndReadAll(sql)).getRows()[0]?.[0];
 }
 
-/** The generation a file's `warehouse_meta` records; a base written before there were deltas is 0. */
-export async function generationOf(c: DuckDBConnection, catalog: string): Promise<number> {
+/** The `warehouse_meta` row of the database `catalog`. */
+export async function baseRefOf(c: DuckDBConnection, catalog: string): Promise<BaseRef> {
   const table = `"${catalog.replace(/"/g, '""')}".main.warehouse_meta`;
+  const row = (await c.runAndReadAll(`SELECT generation, base_key FROM ${table}`)).getRows()[0];
+  if (!row) throw new Error(`${catalog}: warehouse_meta is empty`);
+  return { generation: Number(row[0]), baseKey: String(row[1]) };
+}
+
+/** The base a delta file names. */
+export async function readBaseRef(deltaPath: string): Promise<BaseRef> {
+  const instance = await DuckDBInstance.create(deltaPath, { access_mode: 'READ_ONLY' });
   try {
-    return Number((await value(c, `SELECT max(generation) FROM ${table}`)) ?? 0);
-  } catch (err) {
-    if (/does not exist/.test((err as Error).message)) return 0;
-    throw err;
+    const c = await instance.connect();
+    try {
+      return await baseRefOf(c, String(await value(c, 'SELECT current_database()')));
+    } finally {
+      c.closeSync();
+    }
+  } finally {
+    instance.closeSync();
   }
 }
 
@@ -59,13 +77,18 @@ export interface DeltaState {
   reference: string | null;
 }
 
-/** A new, empty base file: generation 0. */
-export async function createBase(path: string): Promise<void> {
+async function setMeta(c: DuckDBConnection, ref: BaseRef): Promise<void> {
+  await c.run('DELETE FROM main.warehouse_meta');
+  await c.run(`INSERT INTO main.warehouse_meta VALUES (${ref.generation}, ${sqlString(ref.baseKey)})`);
+}
+
+/** A new, empty base file. */
+export async function createBase(path: string, ref: BaseRef): Promise<void> {
   const instance = await openDuckDB(path);
   try {
     await withConnection(instance, async (c) => {
       for (const ddl of [...TABLES, META, ...VIEWS]) await c.run(ddl);
-      await c.run('INSERT INTO warehouse_meta VALUES (0)');
+      await setMeta(c, ref);
       await c.run('CHECKPOINT');
     });
   } finally {
@@ -75,7 +98,7 @@ export async function createBase(path: string): Promise<void> {
 
 /**
  * Deletes the rows of table `t` that match `where`: added rows are deleted, base rows are marked removed
- * by rowid (the base file does not change until a compaction, so its rowids hold until then).
+ * by rowid (a base file never changes, so its rowids hold).
  */
 export async function removeRows(
   c: DuckDBConnection,
@@ -92,36 +115,35 @@ export async function removeRows(
 }
 
 /**
- * Opens the delta file at `deltaPath` (created if missing) with the base attached read-only as `base`,
- * and runs `body` in one transaction. Reads go through per-session views (`readings`, `ledger`, …: base
- * and delta together, less what the batch removed); writes go to `added.<t>` or through `removeRows`.
- * `body` may update the state it is given. A delta written for an older generation of the base was
- * already folded into it (a compaction that stopped before resetting the delta): it is emptied first.
- * Returns the base generation.
+ * Opens the delta file at `deltaPath` (created for `ref` if missing) with the base `ref` names attached
+ * read-only as `base`, and runs `body` in one transaction. Reads go through per-session views
+ * (`readings`, `ledger`, …: base and delta together, less what the batch removed); writes go to
+ * `added.<t>` or through `removeRows`. `body` may update the state it is given.
  */
 export async function writeDelta(
   deltaPath: string,
   basePath: string,
+  ref: BaseRef,
   body: (c: DuckDBConnection, state: DeltaState) => Promise<void>,
-): Promise<number> {
+): Promise<void> {
   // Smaller blocks: the delta is uploaded whole after every batch, and with 256 KB blocks it was 3 MB
   // for a few hundred rows (1.3 MB at 64 KB; 16 KB blocks compress large tables 3× worse).
   const instance = await openDuckDB(deltaPath, { default_block_size: '65536' });
   try {
-    return await withConnection(instance, async (c) => {
+    await withConnection(instance, async (c) => {
       await c.run(`ATTACH ${sqlString(basePath)} AS base (READ_ONLY)`);
-      const generation = await generationOf(c, 'base');
       for (const ddl of deltaTables()) await c.run(ddl);
       await c.run('CREATE TABLE IF NOT EXISTS main.delta_state (views VARCHAR, reference VARCHAR)');
-      const own = await value(c, 'SELECT max(generation) FROM main.warehouse_meta');
-      if (own === null || own === undefined || Number(own) !== generation) {
-        for (const t of TABLE_NAMES) {
-          await c.run(`DELETE FROM added.${t}`);
-          await c.run(`DELETE FROM removed.${t}`);
-        }
-        await c.run('DELETE FROM main.warehouse_meta');
-        await c.run(`INSERT INTO main.warehouse_meta VALUES (${generation})`);
-        await c.run('DELETE FROM main.delta_state');
+      const own = await value(c, 'SELECT count(*) FROM main.warehouse_meta');
+      if (Number(own) === 0) await setMeta(c, ref);
+      const [mine, theirs] = [
+        await baseRefOf(c, 'base'),
+        await baseRefOf(c, String(await value(c, 'SELECT current_database()'))),
+      ];
+      if (mine.baseKey !== ref.baseKey || theirs.baseKey !== ref.baseKey) {
+        throw new Error(
+          `the delta names base ${theirs.baseKey}, the attached base is ${mine.baseKey}, expected ${ref.baseKey}`,
+        );
       }
       const saved = (await c.runAndReadAll('SELECT views, reference FROM main.delta_state')).getRows()[0];
       const state: DeltaState = { reference: saved?.[1] === undefined ? null : (saved[1] as string | null) };
@@ -147,7 +169,6 @@ export async function writeDelta(
       );
       await c.run('COMMIT');
       await c.run('CHECKPOINT');
-      return generation;
     });
   } finally {
     instance.closeSync();
@@ -155,27 +176,29 @@ export async function writeDelta(
 }
 
 /**
- * Folds the delta into the base copy at `basePath`: removed rows deleted, added rows appended, the
- * generation raised. The caller uploads the base, then a fresh delta for the new generation.
+ * Folds the delta into the base copy at `basePath` (modified in place): removed rows deleted, added
+ * rows appended, `warehouse_meta` set to `next`. The caller uploads it under `next.baseKey`, then an
+ * empty delta naming it.
  */
-export async function foldDelta(basePath: string, deltaPath: string): Promise<void> {
+export async function foldDelta(basePath: string, deltaPath: string, next: BaseRef): Promise<void> {
   const instance = await openDuckDB(basePath);
   try {
     await withConnection(instance, async (c) => {
       for (const ddl of [...TABLES, META]) await c.run(ddl);
       await c.run(`ATTACH ${sqlString(deltaPath)} AS delta (READ_ONLY)`);
-      const generation = await generationOf(c, String(await value(c, 'SELECT current_database()')));
-      const applies = await generationOf(c, 'delta');
-      if (applies !== generation) {
-        throw new Error(`the delta applies to generation ${applies} of the base, which is at ${generation}`);
+      const [base, delta] = [
+        await baseRefOf(c, String(await value(c, 'SELECT current_database()'))),
+        await baseRefOf(c, 'delta'),
+      ];
+      if (base.baseKey !== delta.baseKey) {
+        throw new Error(`the delta applies to base ${delta.baseKey}, not to ${base.baseKey}`);
       }
       await c.run('BEGIN TRANSACTION');
       for (const t of TABLE_NAMES) {
         await c.run(`DELETE FROM main.${t} WHERE rowid IN (SELECT rid FROM delta.removed.${t})`);
         await c.run(`INSERT INTO main.${t} BY NAME SELECT * FROM delta.added.${t}`);
       }
-      await c.run('DELETE FROM main.warehouse_meta');
-      await c.run(`INSERT INTO main.warehouse_meta VALUES (${generation + 1})`);
+      await setMeta(c, next);
       for (const view of VIEWS) await c.run(view);
       await c.run('COMMIT');
       await c.run('DETACH delta');

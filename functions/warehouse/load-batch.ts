@@ -1,25 +1,34 @@
-import { mkdtemp, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { sqlString } from '../core/duckdb.js';
-import { downloadToFile, getJson, uploadFile } from '../core/s3.js';
+import { logger } from '../core/logger.js';
+import { deleteObject, downloadToFile, getJson, listKeys, uploadFile } from '../core/s3.js';
 import type { WarehouseMessage } from '../core/warehouse-message.js';
 import { BASELINES_KEY } from '../enrich/baselines.js';
 import type { Reference } from '../enrich/reference-store.js';
 import { appendReference } from '../enrich/reference-tables.js';
 import { manifestSchema } from '../etl/manifest.js';
 import {
+  type BaseRef,
   COMPACTION,
   type CompactionPolicy,
   createBase,
   type DeltaState,
   digest,
   foldDelta,
+  readBaseRef,
   removeRows,
   shouldCompact,
   writeDelta,
 } from './delta.js';
-import { WarehouseConflictError, type WarehouseFile, type WarehouseFiles } from './warehouse-file.js';
+import {
+  BASES_PREFIX,
+  newBaseKey,
+  WarehouseConflictError,
+  type WarehouseFile,
+  type WarehouseFiles,
+} from './warehouse-file.js';
 
 export interface WarehouseDeps {
   files: WarehouseFiles;
@@ -213,15 +222,15 @@ async function updateBaselines(c: DuckDBConnection, days: number, out: string): 
 }
 
 /**
- * One batch for the single writer: check out the warehouse files (the base read-only), apply every
- * message to the delta (each lake object version once, by the ledger), and upload the delta with a
- * conditional write. If a file changed underneath (another writer despite the FIFO group), start again
- * from fresh copies. When the delta has grown enough, fold it into the base (`compact`).
+ * One batch for the single writer: check out the delta and the base it names, apply every message to
+ * the delta (each lake object version once, by the ledger), and upload the delta with a conditional
+ * write — the batch's one commit point. If the delta changed underneath (another writer despite the
+ * FIFO group), start again from a fresh copy. When the delta has grown enough, fold it into a new base.
  */
 export async function loadBatch(messages: WarehouseMessage[], deps: WarehouseDeps): Promise<BatchStats> {
   const started = performance.now();
   const commit = deps.commit ?? ((file, eTag) => file.commit(eTag));
-  const { base, delta } = deps.files;
+  const { delta, bases, bucket } = deps.files;
   for (let attempt = 1; ; attempt++) {
     const stats: BatchStats = {
       objects: 0,
@@ -237,25 +246,46 @@ export async function loadBatch(messages: WarehouseMessage[], deps: WarehouseDep
     const work = await mkdtemp(join(deps.tmpDir, 'warehouse-'));
     const baselines = join(work, 'baselines.parquet');
     try {
-      let baseETag = await base.checkout('read-only');
-      if (baseETag === undefined) {
-        await createBase(base.path);
-        baseETag = await commit(base, undefined);
-      }
       const deltaETag = await delta.checkout();
-      stats.generation = await writeDelta(delta.path, base.path, async (c, state) => {
+      let ref: BaseRef;
+      if (deltaETag === undefined) {
+        // The first batch: an empty base, which the delta will name.
+        ref = { generation: 0, baseKey: newBaseKey(0) };
+        await mkdir(dirname(bases.path(ref.baseKey)), { recursive: true });
+        await createBase(bases.path(ref.baseKey), ref);
+        await uploadFile(bucket, ref.baseKey, bases.path(ref.baseKey), DUCKDB_TYPE);
+      } else if (deps.files.named?.eTag === deltaETag) {
+        ref = deps.files.named;
+      } else {
+        ref = await readBaseRef(delta.path);
+      }
+      const basePath = await bases.fetch(ref.baseKey);
+      stats.generation = ref.generation;
+      await writeDelta(delta.path, basePath, ref, async (c, state) => {
         await refreshReference(c, await deps.reference(), state);
         await apply(c, messages, work, stats);
         await updateBaselines(c, deps.baselineDays, baselines);
       });
       stats.eTag = await commit(delta, deltaETag);
+      deps.files.named = { eTag: stats.eTag, ...ref };
       // Queryable from now on: the lag is measured against the upload, not the load.
       const now = Date.now();
       stats.lagSeconds = stats.lagSeconds.map((created) => (now - created) / 1000);
-      const [deltaSize, baseSize] = await Promise.all([stat(delta.path), stat(base.path)]);
+      const [deltaSize, baseSize] = await Promise.all([stat(delta.path), stat(basePath)]);
       if (shouldCompact(deltaSize.size, baseSize.size, deps.compaction ?? COMPACTION)) {
-        stats.eTag = await compact(deps.files, baseETag, stats.eTag, commit);
-        stats.compacted = true;
+        // The batch is committed whatever happens here: a compaction that fails is tried again by a
+        // later batch (the delta only grows meanwhile), never retried with this one.
+        try {
+          const next = await compact(deps.files, ref, stats.eTag, commit);
+          stats.eTag = next.eTag;
+          deps.files.named = next;
+          stats.compacted = true;
+        } catch (err) {
+          logger.error(
+            { err, error_code: 'compaction-failed', base: ref.baseKey },
+            'warehouse compaction failed',
+          );
+        }
       }
       await uploadFile(deps.warehouseBucket, BASELINES_KEY, baselines, 'application/vnd.apache.parquet');
       stats.seconds = (performance.now() - started) / 1000;
@@ -270,26 +300,45 @@ export async function loadBatch(messages: WarehouseMessage[], deps: WarehouseDep
   }
 }
 
+const DUCKDB_TYPE = 'application/vnd.duckdb';
+
 /**
- * Folds the delta into the base and uploads the base (generation + 1), then an empty delta for it;
- * returns the new delta's ETag. Stopped between the two uploads, the old delta is left behind an
- * already-newer base: readers and the next batch recognise it by its generation and set it aside.
+ * Folds the delta into a new base (generation + 1, a key of its own), uploads it, then commits an empty
+ * delta that names it — with `If-Match` on the delta just committed, so the switch happens only if no
+ * other batch came in between; otherwise the new base is abandoned. Until that commit, readers and
+ * writers go on with the old base and delta: nothing is visible half-way. Returns the new delta's ETag
+ * and the base it names.
+ * Bases other than the new one and the one before (which readers may still hold) are deleted.
  */
 async function compact(
   files: WarehouseFiles,
-  baseETag: string,
+  ref: BaseRef,
   deltaETag: string,
   commit: NonNullable<WarehouseDeps['commit']>,
-): Promise<string> {
-  await files.base.modify();
+): Promise<BaseRef & { eTag: string }> {
+  const next: BaseRef = { generation: ref.generation + 1, baseKey: newBaseKey(ref.generation + 1) };
+  const { bases, delta, bucket } = files;
+  // The local copy of the current base becomes the new one (in place: bases can be large).
+  await rename(bases.path(ref.baseKey), bases.path(next.baseKey));
+  let eTag: string;
   try {
-    await foldDelta(files.base.path, files.delta.path);
-    await commit(files.base, baseETag);
+    await foldDelta(bases.path(next.baseKey), delta.path, next);
+    await uploadFile(bucket, next.baseKey, bases.path(next.baseKey), DUCKDB_TYPE);
+    await delta.discard();
+    await writeDelta(delta.path, bases.path(next.baseKey), next, async () => {});
+    eTag = await commit(delta, deltaETag);
   } catch (err) {
-    await files.base.discard();
+    // The next batch downloads what the store holds: the delta it committed and the base that names.
+    await Promise.all([bases.forget(next.baseKey), delta.discard()]);
     throw err;
   }
-  await files.delta.discard();
-  await writeDelta(files.delta.path, files.base.path, async () => {});
-  return commit(files.delta, deltaETag);
+  try {
+    const keep = new Set([ref.baseKey, next.baseKey]);
+    for (const key of await listKeys(bucket, BASES_PREFIX)) {
+      if (!keep.has(key)) await deleteObject(bucket, key);
+    }
+  } catch (err) {
+    logger.warn({ err, error_code: 'base-cleanup-failed' }, 'old warehouse bases not deleted');
+  }
+  return { eTag, ...next };
 }

@@ -1,7 +1,8 @@
-import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import { join } from 'node:path';
+import { DuckDBInstance, StatementType } from '@duckdb/node-api';
 import { connectUtc, sqlString } from '../core/duckdb.js';
-import { generationOf } from './delta.js';
-import { DELTA_KEY, WAREHOUSE_KEY, WarehouseFile } from './warehouse-file.js';
+import { type BaseRef, baseRefOf, readBaseRef } from './delta.js';
+import { BaseCopies, BaseGoneError, DELTA_KEY, WarehouseFile } from './warehouse-file.js';
 
 export interface QueryResult {
   columns: string[];
@@ -13,111 +14,102 @@ export class QueryError extends Error {
   override name = 'QueryError';
 }
 
-/** The delta copy is newer than the base copy (a compaction happened between the two downloads). */
-export class StaleBaseError extends Error {
-  override name = 'StaleBaseError';
-}
-
-/** Local copies of the warehouse files; no delta means the base alone. */
+/** Local copies of the warehouse files: the delta, and the base it names. */
 export interface WarehouseCopies {
+  delta: string;
   base: string;
-  delta?: string;
 }
 
-async function open(path: string): Promise<[DuckDBInstance, DuckDBConnection]> {
-  const instance = await DuckDBInstance.create(path, { access_mode: 'READ_ONLY' });
-  try {
-    return [instance, await connectUtc(instance)];
-  } catch (err) {
-    instance.closeSync();
-    throw err;
-  }
-}
-
-/**
- * Opens the warehouse read-only: the delta with the base attached as `base` (its views show both),
- * or the base alone when the delta was written for an older base (already folded into it).
- */
-async function openCopies(files: WarehouseCopies): Promise<[DuckDBInstance, DuckDBConnection]> {
-  if (files.delta) {
-    const [instance, c] = await open(files.delta);
-    try {
-      await c.run(`ATTACH ${sqlString(files.base)} AS base (READ_ONLY)`);
-      const [base, delta] = [await generationOf(c, 'base'), await generationOfDelta(c)];
-      if (delta === base) return [instance, c];
-      if (delta > base)
-        throw new StaleBaseError(`the delta is for base generation ${delta}, the copy is ${base}`);
-    } catch (err) {
-      c.closeSync();
-      instance.closeSync();
-      throw err;
-    }
-    c.closeSync();
-    instance.closeSync();
-  }
-  return open(files.base);
-}
-
-async function generationOfDelta(c: DuckDBConnection): Promise<number> {
-  const db = (await c.runAndReadAll('SELECT current_database()')).getRows()[0]?.[0];
-  return generationOf(c, String(db));
-}
+/** What a query may be: it reads, and does nothing else (no ATTACH, DETACH, USE, SET, COPY, CALL…). */
+const READING = new Set<StatementType>([StatementType.SELECT, StatementType.EXPLAIN]);
 
 /**
  * Runs one SQL statement against local copies of the warehouse files, opened READ_ONLY — downloaded
- * copies, never the writer's. Values come back JSON-safe (BIGINT as string where it would lose precision).
+ * copies, never the writer's — the delta with its base attached as `base`. Values come back JSON-safe
+ * (BIGINT as string where it would lose precision).
  */
 export async function queryWarehouse(files: WarehouseCopies, sql: string): Promise<QueryResult> {
-  const [instance, c] = await openCopies(files);
+  const instance = await DuckDBInstance.create(files.delta, { access_mode: 'READ_ONLY' });
   try {
-    // No access to files, network or extensions from SQL (no read_csv('/etc/…'), no COPY TO, no
-    // ATTACH), and locked so a query cannot SET it back.
-    await c.run('SET enable_external_access = false');
-    await c.run('SET lock_configuration = true');
-    const reader = await c.runAndReadAll(sql).catch((err: Error) => {
-      throw new QueryError(err.message, { cause: err });
-    });
-    return { columns: reader.columnNames(), rows: reader.getRowObjectsJson() as Record<string, unknown>[] };
+    const c = await connectUtc(instance);
+    try {
+      await c.run(`ATTACH ${sqlString(files.base)} AS base (READ_ONLY)`);
+      const [delta, base] = [
+        await baseRefOf(c, String((await c.runAndReadAll('SELECT current_database()')).getRows()[0]?.[0])),
+        await baseRefOf(c, 'base'),
+      ];
+      if (delta.baseKey !== base.baseKey) {
+        throw new Error(`the delta names base ${delta.baseKey}, the copy given is ${base.baseKey}`);
+      }
+      // No access to files, network or extensions from SQL (no read_csv('/etc/…'), no COPY TO, no
+      // ATTACH of a new path), locked so a query cannot SET it back; and only a single reading
+      // statement, since DETACH and a re-ATTACH of an already attached path would still be allowed.
+      await c.run('SET enable_external_access = false');
+      await c.run('SET lock_configuration = true');
+      const prepared = await c
+        .extractStatements(sql)
+        .then(async (statements) => {
+          if (statements.count !== 1) {
+            throw new Error(`one statement at a time (got ${statements.count})`);
+          }
+          return statements.prepare(0);
+        })
+        .catch((err: Error) => {
+          throw new QueryError(err.message, { cause: err });
+        });
+      if (!READING.has(prepared.statementType)) {
+        throw new QueryError(
+          `only queries that read (SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN) are allowed, not ${StatementType[prepared.statementType]}`,
+        );
+      }
+      const reader = await prepared.runAndReadAll().catch((err: Error) => {
+        throw new QueryError(err.message, { cause: err });
+      });
+      return { columns: reader.columnNames(), rows: reader.getRowObjectsJson() as Record<string, unknown>[] };
+    } finally {
+      c.closeSync();
+    }
   } finally {
-    c.closeSync();
     instance.closeSync();
   }
 }
 
 /**
- * A reader's copies of the warehouse files in `dir`, brought up to date by conditional GETs before
- * each query (only what changed is downloaded: after a batch, the delta).
+ * A reader's copies of the warehouse files in `dir`: the delta brought up to date by a conditional GET
+ * before each query (after a batch, that is all that is downloaded again), and the base it names
+ * (immutable: downloaded once per compaction).
  */
 export class WarehouseReader {
-  private readonly base: WarehouseFile;
   private readonly delta: WarehouseFile;
+  private readonly bases: BaseCopies;
+  /** The base the delta names, by the delta's ETag (reading it opens the file). */
+  private named?: { eTag: string; ref: BaseRef };
 
   constructor(
     readonly bucket: string,
     dir: string,
   ) {
-    this.base = new WarehouseFile(bucket, dir, WAREHOUSE_KEY);
     this.delta = new WarehouseFile(bucket, dir, DELTA_KEY);
+    this.bases = new BaseCopies(bucket, join(dir, 'bases'));
   }
 
   /** Current copies, or `undefined` before the first batch has been loaded. */
   async refresh(): Promise<WarehouseCopies | undefined> {
-    // Base first: a delta read after it is never older than its base, except across a compaction,
-    // which queryWarehouse recognises by generation.
-    if ((await this.base.checkout('read-only')) === undefined) return undefined;
-    const delta = await this.delta.checkout('read-only');
-    return { base: this.base.path, delta: delta === undefined ? undefined : this.delta.path };
+    const eTag = await this.delta.checkout('read-only');
+    if (eTag === undefined) return undefined;
+    if (this.named?.eTag !== eTag) this.named = { eTag, ref: await readBaseRef(this.delta.path) };
+    return { delta: this.delta.path, base: await this.bases.fetch(this.named.ref.baseKey) };
   }
 
   /** Runs SQL on current copies; `undefined` before the first batch has been loaded. */
   async query(sql: string): Promise<QueryResult | undefined> {
     for (let attempt = 1; ; attempt++) {
-      const copies = await this.refresh();
-      if (!copies) return undefined;
       try {
-        return await queryWarehouse(copies, sql);
+        const copies = await this.refresh();
+        return copies && (await queryWarehouse(copies, sql));
       } catch (err) {
-        if (err instanceof StaleBaseError && attempt < 3) continue;
+        // The base our delta named was deleted: two compactions since it was fetched.
+        if (err instanceof BaseGoneError && attempt < 3) continue;
         throw err;
       }
     }

@@ -103,10 +103,10 @@ export const TABLE_NAMES = [
 export type TableName = (typeof TABLE_NAMES)[number];
 
 /**
- * One row: in the base file, its generation (raised by each compaction); in the delta file, the
- * generation of the base it applies to.
+ * One row: the base a delta applies to; in a base file, the base itself. `generation` counts
+ * compactions.
  */
-export const META = 'CREATE TABLE IF NOT EXISTS warehouse_meta (generation BIGINT)';
+export const META = 'CREATE TABLE IF NOT EXISTS warehouse_meta (generation BIGINT, base_key VARCHAR)';
 
 /**
  * The delta file's own tables, created from the base attached as `base`: `added.<t>` holds the rows

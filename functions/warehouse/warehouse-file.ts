@@ -1,25 +1,43 @@
-import { createReadStream } from 'node:fs';
-import { readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { PutObjectCommand, S3ServiceException } from '@aws-sdk/client-s3';
 import { downloadIfChanged, s3, stripETag } from '../core/s3.js';
 
-/** The base file: the whole warehouse as of its last compaction, a DuckDB database on its own. */
-export const WAREHOUSE_KEY = 'telemetry.duckdb';
-/** The delta file: what changed since the base was written, and views over both (see docs/architecture.md). */
+/**
+ * The warehouse's entry point and commit point: the delta file (what changed since its base was
+ * written, and views over both), which names its base. See docs/architecture.md, "Warehouse files".
+ */
 export const DELTA_KEY = 'telemetry-delta.duckdb';
+/** Base files: immutable, one key each, written by a compaction (or the first batch). */
+export const BASES_PREFIX = 'bases/';
+
+/** A new key for a base of this generation (unique: a base object is never overwritten). */
+export function newBaseKey(generation: number): string {
+  return `${BASES_PREFIX}telemetry-${String(generation).padStart(6, '0')}-${randomUUID().slice(0, 8)}.duckdb`;
+}
 
 /** The store refused the upload because someone else wrote the file since we read it. */
 export class WarehouseConflictError extends Error {
   override name = 'WarehouseConflictError';
 }
 
+/** The base a delta names is gone (deleted after newer compactions): fetch the delta again. */
+export class BaseGoneError extends Error {
+  override name = 'BaseGoneError';
+}
+
+/** Removes a DuckDB file's write-ahead log: a log left by a crash would be replayed onto a new copy. */
+async function removeWal(path: string): Promise<void> {
+  await rm(`${path}.wal`, { force: true });
+}
+
 /**
- * A warehouse file in object storage and its working copy in /tmp. The copy is reused across
- * invocations while its ETag is current; a marker file records the ETag of a copy known to be
- * pristine. The marker is removed before the copy is modified (`checkout()`, or `modify()` after a
- * read-only checkout) and written back only after a successful upload, so a crash in between forces a
- * fresh download on the retry.
+ * A mutable warehouse file in object storage (the delta) and its working copy in /tmp. The copy is
+ * reused across invocations while its ETag is current; a marker file records the ETag of a copy known
+ * to be pristine. The marker is removed before the copy is modified and written back only after a
+ * successful upload, so a crash in between forces a fresh download on the retry.
  */
 export class WarehouseFile {
   readonly path: string;
@@ -28,7 +46,7 @@ export class WarehouseFile {
   constructor(
     private readonly bucket: string,
     dir: string,
-    private readonly key = WAREHOUSE_KEY,
+    private readonly key: string,
   ) {
     this.path = join(dir, basename(key));
     this.marker = `${this.path}.etag`;
@@ -40,7 +58,10 @@ export class WarehouseFile {
    */
   async checkout(mode: 'modify' | 'read-only' = 'modify'): Promise<string | undefined> {
     const cached = await readFile(this.marker, 'utf8').catch(() => undefined);
+    // Only a pristine copy may keep its log (it has none); any other is replaced or was modified.
+    if (cached === undefined) await removeWal(this.path);
     const eTag = await downloadIfChanged(this.bucket, this.key, this.path, cached);
+    if (eTag !== cached) await removeWal(this.path);
     if (eTag === undefined) await this.discard();
     else if (mode === 'modify') await this.modify();
     else if (eTag !== cached) await writeFile(this.marker, eTag);
@@ -90,16 +111,55 @@ export class WarehouseFile {
   }
 }
 
-/** The base and delta files of one warehouse, with their working copies in one folder. */
+/**
+ * Local copies of base files. A base object never changes under its key, so a complete copy (a file
+ * appears only once fully downloaded) is current for good; copies of other bases are removed.
+ */
+export class BaseCopies {
+  constructor(
+    private readonly bucket: string,
+    private readonly dir: string,
+  ) {}
+
+  path(key: string): string {
+    return join(this.dir, basename(key));
+  }
+
+  async fetch(key: string): Promise<string> {
+    const path = this.path(key);
+    await mkdir(this.dir, { recursive: true });
+    if (!existsSync(path)) {
+      await removeWal(path);
+      if ((await downloadIfChanged(this.bucket, key, path, undefined)) === undefined) {
+        throw new BaseGoneError(`s3://${this.bucket}/${key}: not found`);
+      }
+    }
+    for (const name of await readdir(this.dir)) {
+      if (name !== basename(key) && !name.startsWith(`${basename(key)}.`)) {
+        await rm(join(this.dir, name), { force: true });
+      }
+    }
+    return path;
+  }
+
+  async forget(key: string): Promise<void> {
+    const path = this.path(key);
+    await Promise.all([path, `${path}.wal`].map((p) => rm(p, { force: true })));
+  }
+}
+
+/** The delta and the base copies of one warehouse, in one folder. */
 export class WarehouseFiles {
-  readonly base: WarehouseFile;
   readonly delta: WarehouseFile;
+  readonly bases: BaseCopies;
+  /** The base the delta committed last named, by the delta's ETag (saves opening it to read). */
+  named?: { eTag: string; baseKey: string; generation: number };
 
   constructor(
     readonly bucket: string,
     dir: string,
   ) {
-    this.base = new WarehouseFile(bucket, dir, WAREHOUSE_KEY);
     this.delta = new WarehouseFile(bucket, dir, DELTA_KEY);
+    this.bases = new BaseCopies(bucket, join(dir, 'bases'));
   }
 }

@@ -247,6 +247,23 @@ describe('the query API (api function behind /api on the runtime)', () => {
       expect(fileRead.status).toBe(400);
       const write = await post({ sql: 'delete from readings' }, 'test-token');
       expect(write.status).toBe(400);
+      // Nothing but one reading statement: the copies' paths are attached already, and DETACH then a
+      // read-write ATTACH of the same path would otherwise reach them.
+      for (const sql of [
+        'DETACH base',
+        'USE base',
+        "ATTACH 'x.duckdb' AS x",
+        'SET threads = 1',
+        'CHECKPOINT',
+        'select 1; detach base',
+      ]) {
+        const res = await post({ sql }, 'test-token');
+        expect(res.status, sql).toBe(400);
+        expect(((await res.json()) as { message: string }).message, sql).toMatch(
+          /only queries that read|one statement at a time/,
+        );
+      }
+      expect((await post({ sql: 'describe readings' }, 'test-token')).status).toBe(200);
       const files = await fetch(`${stack.runtime.url}/api/files?limit=5`, {
         headers: { authorization: 'Bearer test-token' },
       });
@@ -284,7 +301,7 @@ describe('reference data updated in the object store', () => {
   });
 });
 
-describe('the warehouse files: a base, and a delta each batch uploads', () => {
+describe('the warehouse files: bases, and a delta each batch uploads', () => {
   const bucket = 'delta-test';
   const ref = async () => {
     const { bundledReference } = await import('../../functions/enrich/reference.js');
@@ -329,114 +346,168 @@ describe('the warehouse files: a base, and a delta each batch uploads', () => {
       `SELECT source_key, count(*) AS n, sum(value) AS v FROM readings GROUP BY 1 ORDER BY 1`,
       bucket,
     );
-
-  it('a batch uploads only the delta; base rows replaced or deleted stay gone across a compaction', async () => {
+  const baseKey = async () =>
+    String((await stack.queryWarehouse('SELECT base_key FROM warehouse_meta', bucket))[0]?.base_key);
+  const bases = async () => {
+    const { listKeys } = await import('../../functions/core/s3.js');
+    return (await listKeys(bucket, 'bases/')).sort();
+  };
+  /** A base file on its own: the warehouse as of the compaction that wrote it. */
+  const baseAlone = async (key: string, sql: string) => {
+    const { downloadIfChanged } = await import('../../functions/core/s3.js');
+    const { DuckDBInstance } = await import('@duckdb/node-api');
+    const path = join(await mkdtemp(join(stack.data, 'base-')), 'base.duckdb');
+    await downloadIfChanged(bucket, key, path, undefined);
+    const db = await DuckDBInstance.create(path, { access_mode: 'READ_ONLY' });
+    try {
+      return (await (await db.connect()).runAndReadAll(sql)).getRowObjectsJson();
+    } finally {
+      db.closeSync();
+    }
+  };
+  const writer = async (options: Record<string, unknown> = {}) => {
     const { WarehouseFiles } = await import('../../functions/warehouse/warehouse-file.js');
-    const { loadBatch } = await import('../../functions/warehouse/load-batch.js');
-    const { headObject } = await import('../../functions/core/s3.js');
-    await stack.runtime.s3.send(new CreateBucketCommand({ Bucket: bucket }));
-    const dir = await mkdtemp(join(stack.data, 'delta-'));
-    const always = { minBytes: 0, baseFraction: 0 };
-    const deps = {
+    const dir = await mkdtemp(join(stack.data, 'writer-'));
+    return {
       files: new WarehouseFiles(bucket, dir),
       warehouseBucket: bucket,
       tmpDir: dir,
       baselineDays: 7,
       reference: ref,
+      ...options,
     };
-    // a → base (compacted: generation 1); b → delta only.
+  };
+  const always = { minBytes: 0, baseFraction: 0 };
+
+  it('a batch uploads only the delta; base rows replaced stay gone across compactions', async () => {
+    const { loadBatch } = await import('../../functions/warehouse/load-batch.js');
+    await stack.runtime.s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    const deps = await writer();
+    // a → a base of its own (generation 1); b → the delta only.
     expect(await loadBatch([await lakeObject('a', 100, 0)], { ...deps, compaction: always })).toMatchObject({
       compacted: true,
       generation: 0,
     });
-    const base = await headObject(bucket, 'telemetry.duckdb');
-    const b = await loadBatch([await lakeObject('b', 50, 1000)], deps);
-    expect(b).toMatchObject({ objects: 1, compacted: false, generation: 1 });
-    expect((await headObject(bucket, 'telemetry.duckdb'))?.eTag).toBe(base?.eTag);
-    // a new version of a's lake object replaces a's base rows (10 rows, values 500…509).
+    const first = await baseKey();
+    expect(first).toMatch(/^bases\/telemetry-000001-/);
+    const stored = await bases();
+    expect(await loadBatch([await lakeObject('b', 50, 1000)], deps)).toMatchObject({
+      objects: 1,
+      compacted: false,
+      generation: 1,
+    });
+    // A new version of a's lake object replaces a's rows, which are in the base (10 rows, 500…509).
     await loadBatch([await lakeObject('a', 10, 500)], deps);
     const expected = [
       { source_key: 'src/a', n: '10', v: 5045 },
       { source_key: 'src/b', n: '50', v: 51225 },
     ];
     expect(await totals()).toEqual(expected);
-    expect((await headObject(bucket, 'telemetry.duckdb'))?.eTag).toBe(base?.eTag);
-    // The base file on its own is the warehouse as of its compaction.
-    const { downloadIfChanged } = await import('../../functions/core/s3.js');
-    const { queryWarehouse } = await import('../../functions/warehouse/query.js');
-    const alone = join(dir, 'base-alone.duckdb');
-    await downloadIfChanged(bucket, 'telemetry.duckdb', alone, undefined);
-    expect((await queryWarehouse({ base: alone }, 'SELECT count(*) AS n FROM readings')).rows).toEqual([
-      { n: '100' },
-    ]);
-    // Folded: the same rows, from the base alone, and the ledger has each object once.
-    const c = await loadBatch([await lakeObject('c', 5, 0)], { ...deps, compaction: always });
-    expect(c).toMatchObject({ compacted: true, generation: 1 });
+    expect([await bases(), await baseKey()]).toEqual([stored, first]);
+    expect(await baseAlone(first, 'SELECT count(*) AS n FROM readings')).toEqual([{ n: '100' }]);
+    // Folded: the same rows from a new base, the ledger has each object once, and only the newest two
+    // bases are kept.
+    expect(await loadBatch([await lakeObject('c', 5, 0)], { ...deps, compaction: always })).toMatchObject({
+      compacted: true,
+      generation: 1,
+    });
     expect(await totals()).toEqual([...expected, { source_key: 'src/c', n: '5', v: 10 }]);
-    await downloadIfChanged(bucket, 'telemetry.duckdb', alone, undefined);
+    const second = await baseKey();
+    expect(await bases()).toEqual([first, second]);
     expect(
-      (
-        await queryWarehouse(
-          { base: alone },
-          'SELECT count(*) AS n, max(generation) AS g FROM readings, warehouse_meta',
-        )
-      ).rows,
+      await baseAlone(second, 'SELECT count(*) AS n, max(generation) AS g FROM readings, warehouse_meta'),
     ).toEqual([{ n: '65', g: '2' }]);
     expect(
       await stack.queryWarehouse('SELECT lake_key, count(*) AS n FROM ledger GROUP BY 1 ORDER BY 1', bucket),
     ).toEqual(['a', 'b', 'c'].map((x) => ({ lake_key: `delta-test/${x}.parquet`, n: '1' })));
   });
 
-  it('a compaction stopped between the base and the delta upload: readers and the next batch set the old delta aside', async () => {
-    const { WarehouseFiles } = await import('../../functions/warehouse/warehouse-file.js');
-    const { loadBatch } = await import('../../functions/warehouse/load-batch.js');
-    const { queryWarehouse, StaleBaseError } = await import('../../functions/warehouse/query.js');
-    const { downloadIfChanged } = await import('../../functions/core/s3.js');
-    const { copyFile } = await import('node:fs/promises');
-    const dir = await mkdtemp(join(stack.data, 'delta-'));
-    const files = new WarehouseFiles(bucket, dir);
-    const deps = { files, warehouseBucket: bucket, tmpDir: dir, baselineDays: 7, reference: ref };
-    const before = await totals();
-    await loadBatch([await lakeObject('d', 20, 0)], deps);
-    // Copies a reader might hold: the base and delta before the compaction.
-    const old = { base: join(dir, 'old-base.duckdb'), delta: join(dir, 'old-delta.duckdb') };
-    await downloadIfChanged(bucket, 'telemetry.duckdb', old.base, undefined);
-    await downloadIfChanged(bucket, 'telemetry-delta.duckdb', old.delta, undefined);
+  it('the embedded S3 honours conditional writes, as S3 does', async () => {
+    const { PutObjectCommand } = await import('@aws-sdk/client-s3');
+    const put = (Body: string, cond: { IfMatch?: string; IfNoneMatch?: string }) =>
+      stack.runtime.s3.send(new PutObjectCommand({ Bucket: 'lake', Key: 'cond/x', Body, ...cond })).then(
+        (r) => r.ETag!,
+        (err: { $metadata?: { httpStatusCode?: number } }) => err.$metadata?.httpStatusCode,
+      );
+    const first = await put('1', { IfNoneMatch: '*' });
+    expect(first).toMatch(/^"/);
+    expect(await put('2', { IfNoneMatch: '*' })).toBe(412);
+    expect(await put('2', { IfMatch: '"0123"' })).toBe(412);
+    const second = await put('2', { IfMatch: String(first) });
+    expect(second).toMatch(/^"/);
+    // Two racing writes on the same ETag: exactly one succeeds.
+    const racing = await Promise.all([
+      put('3', { IfMatch: String(second) }),
+      put('4', { IfMatch: String(second) }),
+    ]);
+    expect(racing.filter((r) => r === 412)).toHaveLength(1);
+  });
 
-    let commits = 0;
+  it('overlapping writers: a batch overtaken is redone on the new delta, a compaction overtaken is dropped', async () => {
+    const { loadBatch } = await import('../../functions/warehouse/load-batch.js');
+    const [a, b] = [await writer(), await writer()];
+    const before = await totals();
+    // B commits while A is between loading and committing: A's upload is refused and A starts again.
+    let overtake = true;
+    const d = await lakeObject('d', 20, 0);
     const e = await lakeObject('e', 30, 0);
-    await expect(
-      loadBatch([e], {
-        ...deps,
-        compaction: { minBytes: 0, baseFraction: 0 },
-        // delta (the batch), base (the fold), then the new delta: killed before that one.
-        commit: async (file, eTag) => {
-          if (++commits === 3) throw new Error('killed before the delta reset');
-          return file.commit(eTag);
-        },
-      }),
-    ).rejects.toThrow('killed before the delta reset');
-    const after = [
+    const first = await loadBatch([d], {
+      ...a,
+      commit: async (file, eTag) => {
+        if (overtake) {
+          overtake = false;
+          await loadBatch([e], b);
+        }
+        return file.commit(eTag);
+      },
+    });
+    expect(first).toMatchObject({ objects: 1, attempts: 2 });
+    const de = [
       ...before,
       { source_key: 'src/d', n: '20', v: 190 },
       { source_key: 'src/e', n: '30', v: 435 },
     ];
-    expect(await totals()).toEqual(after);
-    // The new base with the old delta (what the store holds now) reads as the base alone.
-    const current = { base: join(dir, 'new-base.duckdb'), delta: old.delta };
-    await downloadIfChanged(bucket, 'telemetry.duckdb', current.base, undefined);
-    expect((await queryWarehouse(current, 'SELECT count(*) AS n FROM readings')).rows).toEqual([
-      { n: String(after.reduce((s, r) => s + Number(r.n), 0)) },
-    ]);
-    // The retried batch finds everything loaded; its delta starts afresh for the new base.
-    expect(await loadBatch([e], deps)).toMatchObject({ objects: 0, skipped: 1 });
-    expect(await totals()).toEqual(after);
-    // An old base with a newer delta is refused (a reader fetches the base again).
-    const fresh = join(dir, 'fresh-delta.duckdb');
-    await downloadIfChanged(bucket, 'telemetry-delta.duckdb', fresh, undefined);
-    await copyFile(old.base, join(dir, 'stale-base.duckdb'));
+    expect(await totals()).toEqual(de);
+
+    // B commits while A compacts (A's batch is committed, its new base uploaded, the switch to it not
+    // yet): A's switch is refused, the new base is abandoned, nothing is lost or doubled.
+    const key = await baseKey();
+    let commits = 0;
+    const f = await lakeObject('f', 4, 0);
+    const g = await lakeObject('g', 6, 0);
+    const compacting = await loadBatch([f], {
+      ...a,
+      compaction: always,
+      commit: async (file, eTag) => {
+        if (++commits === 2) await loadBatch([g], b);
+        return file.commit(eTag);
+      },
+    });
+    expect(compacting).toMatchObject({ objects: 1, compacted: false });
+    const all = [...de, { source_key: 'src/f', n: '4', v: 6 }, { source_key: 'src/g', n: '6', v: 15 }];
+    expect(await totals()).toEqual(all);
+    expect(await baseKey()).toBe(key);
+    expect(await bases()).toHaveLength(3); // the two kept, and the abandoned one
+    // The next compaction succeeds and deletes the abandoned base; a stopped one changes nothing.
     await expect(
-      queryWarehouse({ base: join(dir, 'stale-base.duckdb'), delta: fresh }, 'SELECT 1'),
-    ).rejects.toBeInstanceOf(StaleBaseError);
+      loadBatch([await lakeObject('h', 1, 0)], {
+        ...b,
+        compaction: always,
+        commit: async (file, eTag) => {
+          if (++commits === 4) throw new Error('killed before the switch');
+          return file.commit(eTag);
+        },
+      }),
+    ).resolves.toMatchObject({ objects: 1, compacted: false });
+    expect(await baseKey()).toBe(key);
+    expect(await loadBatch([await lakeObject('i', 1, 0)], { ...a, compaction: always })).toMatchObject({
+      compacted: true,
+    });
+    expect(await bases()).toEqual([key, await baseKey()].sort());
+    expect(await totals()).toEqual([
+      ...all,
+      { source_key: 'src/h', n: '1', v: 0 },
+      { source_key: 'src/i', n: '1', v: 0 },
+    ]);
   });
 });
