@@ -77,7 +77,7 @@ describe('topology routes', () => {
       routesFor('raw', 'a/b.log', 's3:ObjectCreated:CompleteMultipartUpload').map((r) => r.queue),
     ).toEqual(['etl']);
     expect(routesFor('raw', 'a/b.log', 'ObjectRemoved:Delete')).toEqual([]);
-    expect(routesFor('warehouse', 'telemetry.duckdb', 'ObjectCreated:Put')).toEqual([]);
+    expect(routesFor('warehouse', 'telemetry-delta.duckdb', 'ObjectCreated:Put')).toEqual([]);
   });
 });
 
