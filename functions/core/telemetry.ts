@@ -62,6 +62,12 @@ export const metrics = {
     labelNames: ['table'] as const,
     registers: [registry],
   }),
+  warehouseCompactions: new Counter({
+    name: `${PREFIX}warehouse_compactions_total`,
+    help: 'Warehouse compactions (the delta folded into a new base), by outcome: done or failed.',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  }),
   endToEndLag: new Histogram({
     name: `${PREFIX}end_to_end_lag_seconds`,
     help: 'Seconds from raw object creation to its rows being queryable in the warehouse.',
@@ -150,8 +156,10 @@ export function warehouseLoaded(stats: {
   skipped: number;
   seconds: number;
   attempts: number;
+  compaction: 'none' | 'done' | 'failed';
 }): void {
   for (const [table, n] of Object.entries(stats.rows)) metrics.warehouseRows.inc({ table }, n);
+  if (stats.compaction !== 'none') metrics.warehouseCompactions.inc({ outcome: stats.compaction });
   for (const lag of stats.lagSeconds) metrics.endToEndLag.observe(lag);
   metrics.stageDuration.observe({ stage: 'warehouse' }, stats.seconds);
   metrics.files.inc({ stage: 'warehouse', factory: 'all', outcome: 'loaded' }, stats.objects);

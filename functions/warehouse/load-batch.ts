@@ -50,8 +50,8 @@ export interface BatchStats {
   lagSeconds: number[];
   /** The delta file's ETag after the batch. */
   eTag: string;
-  /** Whether the batch ended with a compaction; the base generation the batch was written against. */
-  compacted: boolean;
+  /** The compaction that ended the batch, if one was due; the base generation the batch was written against. */
+  compaction: 'none' | 'done' | 'failed';
   generation: number;
   attempts: number;
   seconds: number;
@@ -238,7 +238,7 @@ export async function loadBatch(messages: WarehouseMessage[], deps: WarehouseDep
       rows: {},
       lagSeconds: [],
       eTag: '',
-      compacted: false,
+      compaction: 'none',
       generation: 0,
       attempts: attempt,
       seconds: 0,
@@ -279,8 +279,9 @@ export async function loadBatch(messages: WarehouseMessage[], deps: WarehouseDep
           const next = await compact(deps.files, ref, stats.eTag, commit);
           stats.eTag = next.eTag;
           deps.files.named = next;
-          stats.compacted = true;
+          stats.compaction = 'done';
         } catch (err) {
+          stats.compaction = 'failed';
           logger.error(
             { err, error_code: 'compaction-failed', base: ref.baseKey },
             'warehouse compaction failed',

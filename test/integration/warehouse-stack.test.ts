@@ -385,7 +385,7 @@ describe('the warehouse files: bases, and a delta each batch uploads', () => {
     const deps = await writer();
     // a → a base of its own (generation 1); b → the delta only.
     expect(await loadBatch([await lakeObject('a', 100, 0)], { ...deps, compaction: always })).toMatchObject({
-      compacted: true,
+      compaction: 'done',
       generation: 0,
     });
     const first = await baseKey();
@@ -393,7 +393,7 @@ describe('the warehouse files: bases, and a delta each batch uploads', () => {
     const stored = await bases();
     expect(await loadBatch([await lakeObject('b', 50, 1000)], deps)).toMatchObject({
       objects: 1,
-      compacted: false,
+      compaction: 'none',
       generation: 1,
     });
     // A new version of a's lake object replaces a's rows, which are in the base (10 rows, 500…509).
@@ -408,7 +408,7 @@ describe('the warehouse files: bases, and a delta each batch uploads', () => {
     // Folded: the same rows from a new base, the ledger has each object once, and only the newest two
     // bases are kept.
     expect(await loadBatch([await lakeObject('c', 5, 0)], { ...deps, compaction: always })).toMatchObject({
-      compacted: true,
+      compaction: 'done',
       generation: 1,
     });
     expect(await totals()).toEqual([...expected, { source_key: 'src/c', n: '5', v: 10 }]);
@@ -483,7 +483,7 @@ describe('the warehouse files: bases, and a delta each batch uploads', () => {
         return file.commit(eTag);
       },
     });
-    expect(compacting).toMatchObject({ objects: 1, compacted: false });
+    expect(compacting).toMatchObject({ objects: 1, compaction: 'failed' });
     const all = [...de, { source_key: 'src/f', n: '4', v: 6 }, { source_key: 'src/g', n: '6', v: 15 }];
     expect(await totals()).toEqual(all);
     expect(await baseKey()).toBe(key);
@@ -498,10 +498,10 @@ describe('the warehouse files: bases, and a delta each batch uploads', () => {
           return file.commit(eTag);
         },
       }),
-    ).resolves.toMatchObject({ objects: 1, compacted: false });
+    ).resolves.toMatchObject({ objects: 1, compaction: 'failed' });
     expect(await baseKey()).toBe(key);
     expect(await loadBatch([await lakeObject('i', 1, 0)], { ...a, compaction: always })).toMatchObject({
-      compacted: true,
+      compaction: 'done',
     });
     expect(await bases()).toEqual([key, await baseKey()].sort());
     expect(await totals()).toEqual([
