@@ -44,10 +44,20 @@ async function value(c: DuckDBConnection, sql: string): Promise<unknown> {
   return (await c.runAndReadAll(sql)).getRows()[0]?.[0];
 }
 
-/** The `warehouse_meta` row of the database `catalog`. */
-export async function baseRefOf(c: DuckDBConnection, catalog: string): Promise<BaseRef> {
+/**
+ * The `warehouse_meta` row of the database `catalog`. A base from before there were deltas has none:
+ * it is generation 0 under the key it was fetched by (`legacyKey`).
+ */
+export async function baseRefOf(c: DuckDBConnection, catalog: string, legacyKey?: string): Promise<BaseRef> {
   const table = `"${catalog.replace(/"/g, '""')}".main.warehouse_meta`;
-  const row = (await c.runAndReadAll(`SELECT generation, base_key FROM ${table}`)).getRows()[0];
+  const rows = await c.runAndReadAll(`SELECT generation, base_key FROM ${table}`).then(
+    (r) => r.getRows(),
+    (err: Error) => {
+      if (legacyKey !== undefined && /does not exist/.test(err.message)) return [[0, legacyKey]];
+      throw err;
+    },
+  );
+  const row = rows[0] ?? (legacyKey === undefined ? undefined : [0, legacyKey]);
   if (!row) throw new Error(`${catalog}: warehouse_meta is empty`);
   return { generation: Number(row[0]), baseKey: String(row[1]) };
 }
@@ -125,19 +135,19 @@ export async function writeDelta(
   basePath: string,
   ref: BaseRef,
   body: (c: DuckDBConnection, state: DeltaState) => Promise<void>,
-): Promise<void> {
+): Promise<DeltaState> {
   // Smaller blocks: the delta is uploaded whole after every batch, and with 256 KB blocks it was 3 MB
   // for a few hundred rows (1.3 MB at 64 KB; 16 KB blocks compress large tables 3× worse).
   const instance = await openDuckDB(deltaPath, { default_block_size: '65536' });
   try {
-    await withConnection(instance, async (c) => {
+    return await withConnection(instance, async (c) => {
       await c.run(`ATTACH ${sqlString(basePath)} AS base (READ_ONLY)`);
       for (const ddl of deltaTables()) await c.run(ddl);
       await c.run('CREATE TABLE IF NOT EXISTS main.delta_state (views VARCHAR, reference VARCHAR)');
       const own = await value(c, 'SELECT count(*) FROM main.warehouse_meta');
       if (Number(own) === 0) await setMeta(c, ref);
       const [mine, theirs] = [
-        await baseRefOf(c, 'base'),
+        await baseRefOf(c, 'base', ref.baseKey),
         await baseRefOf(c, String(await value(c, 'SELECT current_database()'))),
       ];
       if (mine.baseKey !== ref.baseKey || theirs.baseKey !== ref.baseKey) {
@@ -169,6 +179,7 @@ export async function writeDelta(
       );
       await c.run('COMMIT');
       await c.run('CHECKPOINT');
+      return state;
     });
   } finally {
     instance.closeSync();
@@ -186,10 +197,8 @@ export async function foldDelta(basePath: string, deltaPath: string, next: BaseR
     await withConnection(instance, async (c) => {
       for (const ddl of [...TABLES, META]) await c.run(ddl);
       await c.run(`ATTACH ${sqlString(deltaPath)} AS delta (READ_ONLY)`);
-      const [base, delta] = [
-        await baseRefOf(c, String(await value(c, 'SELECT current_database()'))),
-        await baseRefOf(c, 'delta'),
-      ];
+      const delta = await baseRefOf(c, 'delta');
+      const base = await baseRefOf(c, String(await value(c, 'SELECT current_database()')), delta.baseKey);
       if (base.baseKey !== delta.baseKey) {
         throw new Error(`the delta applies to base ${delta.baseKey}, not to ${base.baseKey}`);
       }

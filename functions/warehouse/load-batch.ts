@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { sqlString } from '../core/duckdb.js';
 import { logger } from '../core/logger.js';
-import { deleteObject, downloadToFile, getJson, listKeys, uploadFile } from '../core/s3.js';
+import { deleteObject, downloadToFile, getJson, headObject, listKeys, uploadFile } from '../core/s3.js';
 import type { WarehouseMessage } from '../core/warehouse-message.js';
 import { BASELINES_KEY } from '../enrich/baselines.js';
 import type { Reference } from '../enrich/reference-store.js';
@@ -24,6 +24,8 @@ import {
 } from './delta.js';
 import {
   BASES_PREFIX,
+  baseGeneration,
+  LEGACY_KEY,
   newBaseKey,
   WarehouseConflictError,
   type WarehouseFile,
@@ -248,7 +250,10 @@ export async function loadBatch(messages: WarehouseMessage[], deps: WarehouseDep
     try {
       const deltaETag = await delta.checkout();
       let ref: BaseRef;
-      if (deltaETag === undefined) {
+      if (deltaETag === undefined && (await headObject(bucket, LEGACY_KEY))) {
+        // A warehouse from before there were deltas: its single file becomes the first base, as is.
+        ref = { generation: 0, baseKey: LEGACY_KEY };
+      } else if (deltaETag === undefined) {
         // The first batch: an empty base, which the delta will name.
         ref = { generation: 0, baseKey: newBaseKey(0) };
         await mkdir(dirname(bases.path(ref.baseKey)), { recursive: true });
@@ -261,7 +266,7 @@ export async function loadBatch(messages: WarehouseMessage[], deps: WarehouseDep
       }
       const basePath = await bases.fetch(ref.baseKey);
       stats.generation = ref.generation;
-      await writeDelta(delta.path, basePath, ref, async (c, state) => {
+      const { reference } = await writeDelta(delta.path, basePath, ref, async (c, state) => {
         await refreshReference(c, await deps.reference(), state);
         await apply(c, messages, work, stats);
         await updateBaselines(c, deps.baselineDays, baselines);
@@ -272,16 +277,24 @@ export async function loadBatch(messages: WarehouseMessage[], deps: WarehouseDep
       const now = Date.now();
       stats.lagSeconds = stats.lagSeconds.map((created) => (now - created) / 1000);
       const [deltaSize, baseSize] = await Promise.all([stat(delta.path), stat(basePath)]);
-      if (shouldCompact(deltaSize.size, baseSize.size, deps.compaction ?? COMPACTION)) {
+      if (
+        shouldCompact(deltaSize.size, baseSize.size, deps.compaction ?? COMPACTION) &&
+        Date.now() >= (deps.files.compactAfter ?? 0)
+      ) {
         // The batch is committed whatever happens here: a compaction that fails is tried again by a
         // later batch (the delta only grows meanwhile), never retried with this one.
         try {
-          const next = await compact(deps.files, ref, stats.eTag, commit);
+          const next = await compact(deps.files, ref, { eTag: stats.eTag, reference }, commit);
           stats.eTag = next.eTag;
           deps.files.named = next;
           stats.compaction = 'done';
         } catch (err) {
           stats.compaction = 'failed';
+          // Overtaken by another batch: try with the next one. Anything else (the base too big for
+          // the function, the store refusing it): not again from this container for a while.
+          if (!(err instanceof WarehouseConflictError)) {
+            deps.files.compactAfter = Date.now() + COMPACTION_BACKOFF_MS;
+          }
           logger.error(
             { err, error_code: 'compaction-failed', base: ref.baseKey },
             'warehouse compaction failed',
@@ -302,6 +315,8 @@ export async function loadBatch(messages: WarehouseMessage[], deps: WarehouseDep
 }
 
 const DUCKDB_TYPE = 'application/vnd.duckdb';
+/** After a compaction fails (other than by being overtaken), this container waits this long to try again. */
+const COMPACTION_BACKOFF_MS = 5 * 60 * 1000;
 
 /**
  * Folds the delta into a new base (generation + 1, a key of its own), uploads it, then commits an empty
@@ -309,12 +324,12 @@ const DUCKDB_TYPE = 'application/vnd.duckdb';
  * other batch came in between; otherwise the new base is abandoned. Until that commit, readers and
  * writers go on with the old base and delta: nothing is visible half-way. Returns the new delta's ETag
  * and the base it names.
- * Bases other than the new one and the one before (which readers may still hold) are deleted.
+ * Bases older than the one before (which readers may still hold), or abandoned, are deleted.
  */
 async function compact(
   files: WarehouseFiles,
   ref: BaseRef,
-  deltaETag: string,
+  folded: { eTag: string; reference: string | null },
   commit: NonNullable<WarehouseDeps['commit']>,
 ): Promise<BaseRef & { eTag: string }> {
   const next: BaseRef = { generation: ref.generation + 1, baseKey: newBaseKey(ref.generation + 1) };
@@ -326,17 +341,26 @@ async function compact(
     await foldDelta(bases.path(next.baseKey), delta.path, next);
     await uploadFile(bucket, next.baseKey, bases.path(next.baseKey), DUCKDB_TYPE);
     await delta.discard();
-    await writeDelta(delta.path, bases.path(next.baseKey), next, async () => {});
-    eTag = await commit(delta, deltaETag);
+    // The reference data is in the new base: the new delta carries its digest on.
+    await writeDelta(delta.path, bases.path(next.baseKey), next, async (_c, state) => {
+      state.reference = folded.reference;
+    });
+    eTag = await commit(delta, folded.eTag);
   } catch (err) {
     // The next batch downloads what the store holds: the delta it committed and the base that names.
     await Promise.all([bases.forget(next.baseKey), delta.discard()]);
     throw err;
   }
   try {
-    const keep = new Set([ref.baseKey, next.baseKey]);
+    // Bases older than the previous one, and others of its generation (abandoned: never named by a
+    // committed delta). Readers may still hold the previous one; a base of the new generation or later
+    // may be another writer's, not yet committed (its switch will fail, and a later compaction deletes it).
     for (const key of await listKeys(bucket, BASES_PREFIX)) {
-      if (!keep.has(key)) await deleteObject(bucket, key);
+      const generation = baseGeneration(key);
+      if (generation === undefined) continue;
+      if (generation < ref.generation || (generation === ref.generation && key !== ref.baseKey)) {
+        await deleteObject(bucket, key);
+      }
     }
   } catch (err) {
     logger.warn({ err, error_code: 'base-cleanup-failed' }, 'old warehouse bases not deleted');

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
-import { DuckDBInstance, StatementType } from '@duckdb/node-api';
+import { type DuckDBConnection, DuckDBInstance, StatementType } from '@duckdb/node-api';
+import { runtimeConfig } from '../core/config.js';
 import { connectUtc, sqlString } from '../core/duckdb.js';
 import { type BaseRef, baseRefOf, readBaseRef } from './delta.js';
 import { BaseCopies, BaseGoneError, DELTA_KEY, WarehouseFile } from './warehouse-file.js';
@@ -7,6 +8,8 @@ import { BaseCopies, BaseGoneError, DELTA_KEY, WarehouseFile } from './warehouse
 export interface QueryResult {
   columns: string[];
   rows: Record<string, unknown>[];
+  /** More rows than `MAX_ROWS`: the rest were not returned. */
+  truncated?: boolean;
 }
 
 /** A query that DuckDB refused: the message is DuckDB's own (it names the table, column or token). */
@@ -20,70 +23,117 @@ export interface WarehouseCopies {
   base: string;
 }
 
-/** What a query may be: it reads, and does nothing else (no ATTACH, DETACH, USE, SET, COPY, CALL…). */
-const READING = new Set<StatementType>([StatementType.SELECT, StatementType.EXPLAIN]);
+/** Rows a query returns at most; seconds it may run. */
+export const MAX_ROWS = 10_000;
+export const QUERY_TIMEOUT_SECONDS = 25;
+
+interface OpenWarehouse {
+  instance: DuckDBInstance;
+  c: DuckDBConnection;
+}
 
 /**
- * Runs one SQL statement against local copies of the warehouse files, opened READ_ONLY — downloaded
- * copies, never the writer's — the delta with its base attached as `base`. Values come back JSON-safe
- * (BIGINT as string where it would lose precision).
+ * Opens local copies of the warehouse files READ_ONLY — downloaded copies, never the writer's — the
+ * delta with its base attached as `base`, then shuts the session in: no access to files, network or
+ * extensions (no read_csv('/etc/…'), COPY TO or ATTACH of a new path), memory bounded, and the
+ * configuration locked so a query cannot SET any of it back.
  */
-export async function queryWarehouse(files: WarehouseCopies, sql: string): Promise<QueryResult> {
+async function openCopies(files: WarehouseCopies): Promise<OpenWarehouse> {
   const instance = await DuckDBInstance.create(files.delta, { access_mode: 'READ_ONLY' });
+  let c: DuckDBConnection | undefined;
   try {
-    const c = await connectUtc(instance);
-    try {
-      await c.run(`ATTACH ${sqlString(files.base)} AS base (READ_ONLY)`);
-      const [delta, base] = [
-        await baseRefOf(c, String((await c.runAndReadAll('SELECT current_database()')).getRows()[0]?.[0])),
-        await baseRefOf(c, 'base'),
-      ];
-      if (delta.baseKey !== base.baseKey) {
-        throw new Error(`the delta names base ${delta.baseKey}, the copy given is ${base.baseKey}`);
-      }
-      // No access to files, network or extensions from SQL (no read_csv('/etc/…'), no COPY TO, no
-      // ATTACH of a new path), locked so a query cannot SET it back; and only a single reading
-      // statement, since DETACH and a re-ATTACH of an already attached path would still be allowed.
-      await c.run('SET enable_external_access = false');
-      await c.run('SET lock_configuration = true');
-      const prepared = await c
-        .extractStatements(sql)
-        .then(async (statements) => {
-          if (statements.count !== 1) {
-            throw new Error(`one statement at a time (got ${statements.count})`);
-          }
-          return statements.prepare(0);
-        })
-        .catch((err: Error) => {
-          throw new QueryError(err.message, { cause: err });
-        });
-      if (!READING.has(prepared.statementType)) {
-        throw new QueryError(
-          `only queries that read (SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN) are allowed, not ${StatementType[prepared.statementType]}`,
-        );
-      }
-      const reader = await prepared.runAndReadAll().catch((err: Error) => {
-        throw new QueryError(err.message, { cause: err });
-      });
-      return { columns: reader.columnNames(), rows: reader.getRowObjectsJson() as Record<string, unknown>[] };
-    } finally {
-      c.closeSync();
+    c = await connectUtc(instance);
+    await c.run(`ATTACH ${sqlString(files.base)} AS base (READ_ONLY)`);
+    const delta = await baseRefOf(
+      c,
+      String((await c.runAndReadAll('SELECT current_database()')).getRows()[0]?.[0]),
+    );
+    const base = await baseRefOf(c, 'base', delta.baseKey);
+    if (delta.baseKey !== base.baseKey) {
+      throw new Error(`the delta names base ${delta.baseKey}, the copy given is ${base.baseKey}`);
     }
-  } finally {
+    await c.run('SET enable_external_access = false');
+    await c.run(`SET memory_limit = ${sqlString(runtimeConfig.duckdbMemoryLimit ?? '1GB')}`);
+    await c.run(`SET max_temp_directory_size = '0KiB'`);
+    await c.run('SET lock_configuration = true');
+    return { instance, c };
+  } catch (err) {
+    c?.closeSync();
     instance.closeSync();
+    throw err;
+  }
+}
+
+/**
+ * Runs one statement that reads — a SELECT (WITH, FROM, DESCRIBE, SHOW, SUMMARIZE, PRAGMA table_info
+ * are SELECTs) — on an open warehouse. Nothing else: DETACH and a re-ATTACH of an already attached path
+ * would pass the external-access switch, and EXPLAIN ANALYZE runs the statement it wraps. At most
+ * MAX_ROWS rows come back, within QUERY_TIMEOUT_SECONDS; values are JSON-safe (BIGINT as string where
+ * it would lose precision).
+ */
+async function runQuery({ c }: OpenWarehouse, sql: string): Promise<QueryResult> {
+  const prepared = await c
+    .extractStatements(sql)
+    .then(async (statements) => {
+      if (statements.count !== 1) throw new Error(`one statement at a time (got ${statements.count})`);
+      return statements.prepare(0);
+    })
+    .catch((err: Error) => {
+      throw new QueryError(err.message, { cause: err });
+    });
+  if (prepared.statementType !== StatementType.SELECT) {
+    throw new QueryError(
+      `only queries that read (SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE) are allowed, not ${StatementType[prepared.statementType]}`,
+    );
+  }
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    c.interrupt();
+  }, QUERY_TIMEOUT_SECONDS * 1000);
+  try {
+    const reader = await prepared.runAndReadUntil(MAX_ROWS + 1);
+    const rows = reader.getRowObjectsJson() as Record<string, unknown>[];
+    return {
+      columns: reader.columnNames(),
+      rows: rows.slice(0, MAX_ROWS),
+      ...(rows.length > MAX_ROWS ? { truncated: true } : {}),
+    };
+  } catch (err) {
+    const message = timedOut ? `stopped after ${QUERY_TIMEOUT_SECONDS} s` : (err as Error).message;
+    throw new QueryError(message, { cause: err });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function close({ instance, c }: OpenWarehouse): void {
+  c.closeSync();
+  instance.closeSync();
+}
+
+/** Runs one reading statement against local copies of the warehouse files (see `runQuery`). */
+export async function queryWarehouse(files: WarehouseCopies, sql: string): Promise<QueryResult> {
+  const open = await openCopies(files);
+  try {
+    return await runQuery(open, sql);
+  } finally {
+    close(open);
   }
 }
 
 /**
  * A reader's copies of the warehouse files in `dir`: the delta brought up to date by a conditional GET
  * before each query (after a batch, that is all that is downloaded again), and the base it names
- * (immutable: downloaded once per compaction).
+ * (immutable: downloaded once per compaction). Concurrent queries take turns to refresh and open the
+ * copies — an open file stays readable whatever replaces it — and then run side by side.
  */
 export class WarehouseReader {
   private readonly delta: WarehouseFile;
   private readonly bases: BaseCopies;
   /** The base the delta names, by the delta's ETag (reading it opens the file). */
   private named?: { eTag: string; ref: BaseRef };
+  private turn: Promise<unknown> = Promise.resolve();
 
   constructor(
     readonly bucket: string,
@@ -94,23 +144,38 @@ export class WarehouseReader {
   }
 
   /** Current copies, or `undefined` before the first batch has been loaded. */
-  async refresh(): Promise<WarehouseCopies | undefined> {
+  private async refresh(): Promise<WarehouseCopies | undefined> {
     const eTag = await this.delta.checkout('read-only');
     if (eTag === undefined) return undefined;
     if (this.named?.eTag !== eTag) this.named = { eTag, ref: await readBaseRef(this.delta.path) };
     return { delta: this.delta.path, base: await this.bases.fetch(this.named.ref.baseKey) };
   }
 
+  private async openCurrent(): Promise<OpenWarehouse | undefined> {
+    const mine = this.turn.then(async () => {
+      const copies = await this.refresh();
+      return copies && openCopies(copies);
+    });
+    this.turn = mine.catch(() => undefined);
+    return mine;
+  }
+
   /** Runs SQL on current copies; `undefined` before the first batch has been loaded. */
   async query(sql: string): Promise<QueryResult | undefined> {
     for (let attempt = 1; ; attempt++) {
+      let open: OpenWarehouse | undefined;
       try {
-        const copies = await this.refresh();
-        return copies && (await queryWarehouse(copies, sql));
+        open = await this.openCurrent();
       } catch (err) {
-        // The base our delta named was deleted: two compactions since it was fetched.
+        // The base our delta named was deleted: a compaction since the delta was fetched.
         if (err instanceof BaseGoneError && attempt < 3) continue;
         throw err;
+      }
+      if (!open) return undefined;
+      try {
+        return await runQuery(open, sql);
+      } finally {
+        close(open);
       }
     }
   }

@@ -13,9 +13,18 @@ export const DELTA_KEY = 'telemetry-delta.duckdb';
 /** Base files: immutable, one key each, written by a compaction (or the first batch). */
 export const BASES_PREFIX = 'bases/';
 
+/** The single warehouse file of releases before the delta: adopted as the first base, as is. */
+export const LEGACY_KEY = 'telemetry.duckdb';
+
 /** A new key for a base of this generation (unique: a base object is never overwritten). */
 export function newBaseKey(generation: number): string {
   return `${BASES_PREFIX}telemetry-${String(generation).padStart(6, '0')}-${randomUUID().slice(0, 8)}.duckdb`;
+}
+
+/** The generation in a key made by `newBaseKey`. */
+export function baseGeneration(key: string): number | undefined {
+  const m = /^bases\/telemetry-(\d+)-[0-9a-f]+\.duckdb$/.exec(key);
+  return m ? Number(m[1]) : undefined;
 }
 
 /** The store refused the upload because someone else wrote the file since we read it. */
@@ -113,9 +122,13 @@ export class WarehouseFile {
 
 /**
  * Local copies of base files. A base object never changes under its key, so a complete copy (a file
- * appears only once fully downloaded) is current for good; copies of other bases are removed.
+ * appears only once fully downloaded) is current for good. When the base changes, copies older than
+ * the one before are removed: a query may still be opening the one before.
  */
 export class BaseCopies {
+  private previous?: string;
+  private current?: string;
+
   constructor(
     private readonly bucket: string,
     private readonly dir: string,
@@ -134,8 +147,13 @@ export class BaseCopies {
         throw new BaseGoneError(`s3://${this.bucket}/${key}: not found`);
       }
     }
-    for (const name of await readdir(this.dir)) {
-      if (name !== basename(key) && !name.startsWith(`${basename(key)}.`)) {
+    if (this.current !== key) {
+      if (this.current !== undefined) this.previous = this.current;
+      this.current = key;
+      const keep = [this.current, this.previous].filter((k) => k !== undefined).map((k) => basename(k));
+      for (const name of await readdir(this.dir)) {
+        // In-flight downloads (`<name>.<uuid>.download`) are left to their owners.
+        if (name.endsWith('.download') || keep.some((k) => name === k || name.startsWith(`${k}.`))) continue;
         await rm(join(this.dir, name), { force: true });
       }
     }
@@ -154,6 +172,8 @@ export class WarehouseFiles {
   readonly bases: BaseCopies;
   /** The base the delta committed last named, by the delta's ETag (saves opening it to read). */
   named?: { eTag: string; baseKey: string; generation: number };
+  /** No compaction before this time (ms since the epoch): set after one failed. */
+  compactAfter?: number;
 
   constructor(
     readonly bucket: string,

@@ -256,6 +256,7 @@ describe('the query API (api function behind /api on the runtime)', () => {
         'SET threads = 1',
         'CHECKPOINT',
         'select 1; detach base',
+        'EXPLAIN ANALYZE CHECKPOINT',
       ]) {
         const res = await post({ sql }, 'test-token');
         expect(res.status, sql).toBe(400);
@@ -264,6 +265,11 @@ describe('the query API (api function behind /api on the runtime)', () => {
         );
       }
       expect((await post({ sql: 'describe readings' }, 'test-token')).status).toBe(200);
+      const big = (await (await post({ sql: 'select * from range(20000)' }, 'test-token')).json()) as {
+        rows: unknown[];
+        truncated?: boolean;
+      };
+      expect([big.rows.length, big.truncated]).toEqual([10_000, true]);
       const files = await fetch(`${stack.runtime.url}/api/files?limit=5`, {
         headers: { authorization: 'Bearer test-token' },
       });
@@ -422,6 +428,48 @@ describe('the warehouse files: bases, and a delta each batch uploads', () => {
     ).toEqual(['a', 'b', 'c'].map((x) => ({ lake_key: `delta-test/${x}.parquet`, n: '1' })));
   });
 
+  it('a warehouse from before the delta: its single file becomes the first base, as is', async () => {
+    const { loadBatch } = await import('../../functions/warehouse/load-batch.js');
+    const { TABLES, VIEWS } = await import('../../functions/warehouse/schema.js');
+    const { DuckDBInstance } = await import('@duckdb/node-api');
+    const { readFile } = await import('node:fs/promises');
+    const legacy = 'legacy-test';
+    await stack.runtime.s3.send(new CreateBucketCommand({ Bucket: legacy }));
+    const path = join(await mkdtemp(join(stack.data, 'legacy-')), 'telemetry.duckdb');
+    const db = await DuckDBInstance.create(path);
+    const c = await db.connect();
+    for (const ddl of [...TABLES, ...VIEWS]) await c.run(ddl);
+    await c.run(`INSERT INTO readings (ts, factory, device, metric, value, source_key, lake_key)
+      VALUES (TIMESTAMPTZ '2024-03-01 00:00:00+00', 'old', 'd', 'm', 7, 'src/old', 'old.parquet')`);
+    c.closeSync();
+    db.closeSync();
+    const original = await stack.put('telemetry.duckdb', await readFile(path), legacy);
+    const deps = {
+      ...(await writer()),
+      files: new (await import('../../functions/warehouse/warehouse-file.js')).WarehouseFiles(
+        legacy,
+        await mkdtemp(join(stack.data, 'legacy-w-')),
+      ),
+      warehouseBucket: legacy,
+    };
+    await loadBatch([await lakeObject('l1', 2, 0)], deps);
+    const rows = () =>
+      stack.queryWarehouse('SELECT source_key, count(*) AS n FROM readings GROUP BY 1 ORDER BY 1', legacy);
+    const both = [
+      { source_key: 'src/l1', n: '2' },
+      { source_key: 'src/old', n: '1' },
+    ];
+    expect(await rows()).toEqual(both);
+    expect(await stack.queryWarehouse('SELECT base_key FROM warehouse_meta', legacy)).toEqual([
+      { base_key: 'telemetry.duckdb' },
+    ]);
+    // Folded into a base of the new kind; the old file is left as it was.
+    await loadBatch([await lakeObject('l2', 1, 0)], { ...deps, compaction: always });
+    expect(await rows()).toEqual([...both.slice(0, 1), { source_key: 'src/l2', n: '1' }, both[1]]);
+    const { headObject } = await import('../../functions/core/s3.js');
+    expect((await headObject(legacy, 'telemetry.duckdb'))?.eTag).toBe(original);
+  });
+
   it('the embedded S3 honours conditional writes, as S3 does', async () => {
     const { PutObjectCommand } = await import('@aws-sdk/client-s3');
     const put = (Body: string, cond: { IfMatch?: string; IfNoneMatch?: string }) =>
@@ -488,7 +536,7 @@ describe('the warehouse files: bases, and a delta each batch uploads', () => {
     expect(await totals()).toEqual(all);
     expect(await baseKey()).toBe(key);
     expect(await bases()).toHaveLength(3); // the two kept, and the abandoned one
-    // The next compaction succeeds and deletes the abandoned base; a stopped one changes nothing.
+    // A compaction stopped before the switch changes nothing; the next one succeeds.
     await expect(
       loadBatch([await lakeObject('h', 1, 0)], {
         ...b,
@@ -503,11 +551,17 @@ describe('the warehouse files: bases, and a delta each batch uploads', () => {
     expect(await loadBatch([await lakeObject('i', 1, 0)], { ...a, compaction: always })).toMatchObject({
       compaction: 'done',
     });
-    expect(await bases()).toEqual([key, await baseKey()].sort());
+    // Bases older than the previous one are deleted: not yet the two abandoned ones, which have the
+    // new base's generation (one could have been another writer's, about to be committed)…
+    const third = await baseKey();
+    expect(await bases()).toHaveLength(4);
+    expect(await bases()).toEqual(expect.arrayContaining([key, third]));
+    // …but at the next compaction.
+    await loadBatch([await lakeObject('j', 1, 0)], { ...a, compaction: always });
+    expect(await bases()).toEqual([third, await baseKey()]);
     expect(await totals()).toEqual([
       ...all,
-      { source_key: 'src/h', n: '1', v: 0 },
-      { source_key: 'src/i', n: '1', v: 0 },
+      ...['h', 'i', 'j'].map((x) => ({ source_key: `src/${x}`, n: '1', v: 0 })),
     ]);
   });
 });
