@@ -88,7 +88,9 @@ interface S3rverContext {
 /**
  * S3 honours `If-Match` and `If-None-Match: *` on PUT (conditional writes, which the warehouse writer
  * commits with); s3rver ignores them. This checks them before s3rver's own PUT, one request at a time
- * per key (S3 lets exactly one of two racing conditional writes succeed), and answers 412 as S3 does.
+ * per key (S3 lets exactly one of two racing conditional writes succeed), and answers as S3 does: 412,
+ * or 404 for If-Match on a key that does not exist.
+ * https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html
  */
 function makeS3rverWritesConditional(): void {
   const controller = require('s3rver/lib/controllers/object.js') as {
@@ -112,6 +114,10 @@ function makeS3rverWritesConditional(): void {
     const run = async () => {
       const exists = await ctx.store.existsObject(bucket, key);
       const current = exists ? strip((await ctx.store.getMetadata(bucket, key)).etag) : undefined;
+      // As S3: If-Match on a key that does not exist is 404 NoSuchKey, a failed condition 412.
+      if (ifMatch !== undefined && !exists) {
+        throw new S3Error('NoSuchKey', 'The specified key does not exist.', { Key: key });
+      }
       const failed = (ifNoneMatch === '*' && exists) || (ifMatch !== undefined && current !== strip(ifMatch));
       if (failed) {
         throw new S3Error(

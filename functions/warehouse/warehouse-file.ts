@@ -104,7 +104,8 @@ export class WarehouseFile {
       return eTag;
     } catch (err) {
       const status = err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
-      if (status === 412 || status === 409) {
+      // 412: changed; 409: a concurrent conditional write; 404: If-Match on a file since deleted.
+      if (status === 412 || status === 409 || (status === 404 && baseETag)) {
         await this.discard();
         throw new WarehouseConflictError(
           `s3://${this.bucket}/${this.key}: changed since it was read (HTTP ${status})`,

@@ -481,6 +481,13 @@ describe('the warehouse files: bases, and a delta each batch uploads', () => {
     expect(first).toMatch(/^"/);
     expect(await put('2', { IfNoneMatch: '*' })).toBe(412);
     expect(await put('2', { IfMatch: '"0123"' })).toBe(412);
+    expect(
+      await stack.runtime.s3
+        .send(
+          new PutObjectCommand({ Bucket: 'lake', Key: 'cond/missing', Body: '1', IfMatch: String(first) }),
+        )
+        .catch((err: { $metadata?: { httpStatusCode?: number } }) => err.$metadata?.httpStatusCode),
+    ).toBe(404);
     const second = await put('2', { IfMatch: String(first) });
     expect(second).toMatch(/^"/);
     // Two racing writes on the same ETag: exactly one succeeds.
