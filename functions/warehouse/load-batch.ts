@@ -272,7 +272,7 @@ export async function loadBatch(messages: WarehouseMessage[], deps: WarehouseDep
         await updateBaselines(c, deps.baselineDays, baselines);
       });
       stats.eTag = await commit(delta, deltaETag);
-      deps.files.named = { eTag: stats.eTag, ...ref };
+      deps.files.named = { eTag: stats.eTag, generation: ref.generation, baseKey: ref.baseKey };
       // Queryable from now on: the lag is measured against the upload, not the load.
       const now = Date.now();
       stats.lagSeconds = stats.lagSeconds.map((created) => (now - created) / 1000);
