@@ -66,12 +66,17 @@ function refSql(
   keyFields: Record<string, string | undefined>,
 ): string | undefined {
   if (ref === undefined) return undefined;
+  // One field: extracted per line, trimmed only when it needs it. The rest are constants or joins.
   if (typeof ref === 'string') return trimmedSql(format.field(ref));
-  if (Array.isArray(ref))
-    return `nullif(trim(concat_ws(' ', ${ref.map((r) => format.field(r)).join(', ')})), '')`;
-  if ('const' in ref) return `nullif(trim(${sqlString(ref.const)}), '')`;
-  const v = keyFields[ref.fromKey];
-  return v === undefined ? 'CAST(NULL AS VARCHAR)' : `nullif(trim(${sqlString(v)}), '')`;
+  let expr: string;
+  if (Array.isArray(ref)) expr = `concat_ws(' ', ${ref.map((r) => format.field(r)).join(', ')})`;
+  else if ('const' in ref) expr = sqlString(ref.const);
+  else {
+    const v = keyFields[ref.fromKey];
+    if (v === undefined) return 'CAST(NULL AS VARCHAR)';
+    expr = sqlString(v);
+  }
+  return `nullif(trim(${expr}), '')`;
 }
 
 /**

@@ -45,20 +45,21 @@ async function value(c: DuckDBConnection, sql: string): Promise<unknown> {
 }
 
 /**
- * The `warehouse_meta` row of the database `catalog`. A base from before there were deltas has none:
- * it is generation 0 under the key it was fetched by (`legacyKey`).
+ * The `warehouse_meta` row of the database `catalog` (default: the one opened). A base from before
+ * there were deltas has none: it is generation 0 under the key it was fetched by (`legacyKey`).
  */
-export async function baseRefOf(c: DuckDBConnection, catalog: string, legacyKey?: string): Promise<BaseRef> {
-  const table = `"${catalog.replace(/"/g, '""')}".main.warehouse_meta`;
+export async function baseRefOf(c: DuckDBConnection, catalog?: string, legacyKey?: string): Promise<BaseRef> {
+  const table =
+    catalog === undefined ? 'main.warehouse_meta' : `"${catalog.replace(/"/g, '""')}".main.warehouse_meta`;
   const rows = await c.runAndReadAll(`SELECT generation, base_key FROM ${table}`).then(
     (r) => r.getRows(),
     (err: Error) => {
-      if (legacyKey !== undefined && /does not exist/.test(err.message)) return [[0, legacyKey]];
+      if (legacyKey !== undefined && /does not exist/.test(err.message)) return [];
       throw err;
     },
   );
   const row = rows[0] ?? (legacyKey === undefined ? undefined : [0, legacyKey]);
-  if (!row) throw new Error(`${catalog}: warehouse_meta is empty`);
+  if (!row) throw new Error(`${catalog ?? 'the warehouse file'}: warehouse_meta is empty`);
   return { generation: Number(row[0]), baseKey: String(row[1]) };
 }
 
@@ -68,7 +69,7 @@ export async function readBaseRef(deltaPath: string): Promise<BaseRef> {
   try {
     const c = await instance.connect();
     try {
-      return await baseRefOf(c, String(await value(c, 'SELECT current_database()')));
+      return await baseRefOf(c);
     } finally {
       c.closeSync();
     }
@@ -143,13 +144,9 @@ export async function writeDelta(
     return await withConnection(instance, async (c) => {
       await c.run(`ATTACH ${sqlString(basePath)} AS base (READ_ONLY)`);
       for (const ddl of deltaTables()) await c.run(ddl);
-      await c.run('CREATE TABLE IF NOT EXISTS main.delta_state (views VARCHAR, reference VARCHAR)');
       const own = await value(c, 'SELECT count(*) FROM main.warehouse_meta');
       if (Number(own) === 0) await setMeta(c, ref);
-      const [mine, theirs] = [
-        await baseRefOf(c, 'base', ref.baseKey),
-        await baseRefOf(c, String(await value(c, 'SELECT current_database()'))),
-      ];
+      const [mine, theirs] = [await baseRefOf(c, 'base', ref.baseKey), await baseRefOf(c)];
       if (mine.baseKey !== ref.baseKey || theirs.baseKey !== ref.baseKey) {
         throw new Error(
           `the delta names base ${theirs.baseKey}, the attached base is ${mine.baseKey}, expected ${ref.baseKey}`,
@@ -198,7 +195,7 @@ export async function foldDelta(basePath: string, deltaPath: string, next: BaseR
       for (const ddl of [...TABLES, META]) await c.run(ddl);
       await c.run(`ATTACH ${sqlString(deltaPath)} AS delta (READ_ONLY)`);
       const delta = await baseRefOf(c, 'delta');
-      const base = await baseRefOf(c, String(await value(c, 'SELECT current_database()')), delta.baseKey);
+      const base = await baseRefOf(c, undefined, delta.baseKey);
       if (base.baseKey !== delta.baseKey) {
         throw new Error(`the delta applies to base ${delta.baseKey}, not to ${base.baseKey}`);
       }

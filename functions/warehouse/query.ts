@@ -44,10 +44,7 @@ async function openCopies(files: WarehouseCopies): Promise<OpenWarehouse> {
   try {
     c = await connectUtc(instance);
     await c.run(`ATTACH ${sqlString(files.base)} AS base (READ_ONLY)`);
-    const delta = await baseRefOf(
-      c,
-      String((await c.runAndReadAll('SELECT current_database()')).getRows()[0]?.[0]),
-    );
+    const delta = await baseRefOf(c);
     const base = await baseRefOf(c, 'base', delta.baseKey);
     if (delta.baseKey !== base.baseKey) {
       throw new Error(`the delta names base ${delta.baseKey}, the copy given is ${base.baseKey}`);
@@ -110,16 +107,6 @@ async function runQuery({ c }: OpenWarehouse, sql: string): Promise<QueryResult>
 function close({ instance, c }: OpenWarehouse): void {
   c.closeSync();
   instance.closeSync();
-}
-
-/** Runs one reading statement against local copies of the warehouse files (see `runQuery`). */
-export async function queryWarehouse(files: WarehouseCopies, sql: string): Promise<QueryResult> {
-  const open = await openCopies(files);
-  try {
-    return await runQuery(open, sql);
-  } finally {
-    close(open);
-  }
 }
 
 /**

@@ -110,13 +110,15 @@ export const META = 'CREATE TABLE IF NOT EXISTS warehouse_meta (generation BIGIN
 
 /**
  * The delta file's own tables, created from the base attached as `base`: `added.<t>` holds the rows
- * added since the base was written, `removed.<t>` the rowids of base rows deleted since.
+ * added since the base was written, `removed.<t>` the rowids of base rows deleted since; `delta_state`
+ * what the writer keeps between batches (digests of the views and the reference data it last wrote).
  */
 export function deltaTables(): string[] {
   return [
     'CREATE SCHEMA IF NOT EXISTS added',
     'CREATE SCHEMA IF NOT EXISTS removed',
     META,
+    'CREATE TABLE IF NOT EXISTS main.delta_state (views VARCHAR, reference VARCHAR)',
     ...TABLE_NAMES.flatMap((t) => [
       `CREATE TABLE IF NOT EXISTS added.${t} AS SELECT * FROM base.main.${t} LIMIT 0`,
       `CREATE TABLE IF NOT EXISTS removed.${t} (rid BIGINT)`,
