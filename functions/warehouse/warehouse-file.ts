@@ -67,9 +67,8 @@ export class WarehouseFile {
    */
   async checkout(mode: 'modify' | 'read-only' = 'modify'): Promise<string | undefined> {
     const cached = await readFile(this.marker, 'utf8').catch(() => undefined);
-    // Only a pristine copy may keep its log (it has none); any other is replaced or was modified.
-    if (cached === undefined) await removeWal(this.path);
     const eTag = await downloadIfChanged(this.bucket, this.key, this.path, cached);
+    // Only a pristine copy may keep its log (it has none): a log beside a new copy would be replayed.
     if (eTag !== cached) await removeWal(this.path);
     if (eTag === undefined) await this.discard();
     else if (mode === 'modify') await this.modify();
