@@ -9,9 +9,10 @@ const warm = new Set<string>();
 
 /**
  * Counts every invocation (outcome, duration, cold start) and, when `PUSHGATEWAY_URL` is set, pushes
- * the function's metrics to the Pushgateway at the end of the invocation, grouped by function and
- * instance. A failed push is logged and never fails the invocation. Use it first in the chain so that
- * its `after` sees the final response (middy runs `after` hooks in reverse order).
+ * the function's metrics to the Pushgateway at the end of the invocation, grouped by instance
+ * (`<function>-<pid>-<start>`; the series carry their `function` label). A failed push is logged and
+ * never fails the invocation. Use it first in the chain so that its `after` sees the final response
+ * (middy runs `after` hooks in reverse order).
  */
 export function metricsMiddleware(functionName: string): middy.MiddlewareObj {
   const started = new WeakMap<object, number>();
@@ -25,7 +26,9 @@ export function metricsMiddleware(functionName: string): middy.MiddlewareObj {
     try {
       await new Pushgateway(url, { timeout: 5_000 }, registry).pushAdd({
         jobName: 'telemetry-pipeline',
-        groupings: { function: functionName, instance },
+        // Not `function` as a grouping label: the Pushgateway would stamp it on every series pushed,
+        // and where several functions share a registry (the local runtime) their series would collide.
+        groupings: { instance },
       });
     } catch (err) {
       logger.warn({ err, error_code: 'pushgateway-failed', url }, 'metrics push failed');
