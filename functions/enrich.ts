@@ -36,7 +36,7 @@ async function enrichRecord(record: SQSRecord): Promise<void> {
       reference,
       baselines,
       settings: factories.enrichment,
-      send: (message) => sendToWarehouse(warehouseQueue, message),
+      send: (message) => sendToWarehouse(warehouseQueue, message, record.messageId),
     });
     if (stats) objectEnriched(stats, event.key);
   }

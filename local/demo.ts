@@ -1,7 +1,6 @@
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { accountingFactory } from '../functions/etl/factories.js';
-import { manifestKey } from '../functions/etl/lake-keys.js';
-import { type Manifest, manifestSchema } from '../functions/etl/manifest.js';
+import { type Manifest, manifestSchema } from '../functions/core/manifest.js';
+import { manifestKeyOf } from '../functions/core/object-keys.js';
 import { joinLines, jsonlReadings, syslogLines, templatedLog, wideCsv } from './demo-data.js';
 
 export const DEMO_FACTORY = 'demo';
@@ -81,9 +80,7 @@ export async function waitForManifests(
     for (const key of keys) {
       if (found.has(key)) continue;
       try {
-        const res = await s3.send(
-          new GetObjectCommand({ Bucket: 'lake', Key: manifestKey(accountingFactory(key), 'raw', key) }),
-        );
+        const res = await s3.send(new GetObjectCommand({ Bucket: 'lake', Key: manifestKeyOf('raw', key) }));
         found.set(key, manifestSchema.parse(JSON.parse(await res.Body!.transformToString())));
       } catch {
         // not there yet

@@ -7,6 +7,9 @@ import { ensureQueues, localSqs } from './resources.js';
 import { startRuntime } from './runtime.js';
 import { exportFunctionEnv, localSettings } from './settings.js';
 
+/** How long SIGINT/SIGTERM may take to stop the stack before the process exits anyway. */
+const STOP_TIMEOUT_MS = 10_000;
+
 /** `telemetry-pipeline dev`: the whole local stack until SIGINT/SIGTERM. */
 export async function runDev(opts: { demo: boolean }): Promise<void> {
   const remotes = opts.demo ? await startDemoRemotes(localSettings().PIPELINE_DATA) : undefined;
@@ -16,6 +19,12 @@ export async function runDev(opts: { demo: boolean }): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'stopping');
+    // Bounded whatever is running: a DuckDB query is not interrupted by closing ports. Its messages are
+    // back in their queue by then (or come back at the next start), and every stage is idempotent.
+    setTimeout(() => {
+      logger.warn({ seconds: STOP_TIMEOUT_MS / 1000 }, 'still stopping; exiting now');
+      process.exit(1);
+    }, STOP_TIMEOUT_MS).unref();
     await runtime.stop();
     await remotes?.close();
     process.exit(0);

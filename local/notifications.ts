@@ -1,8 +1,8 @@
 import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { logger } from '../functions/core/logger.js';
-import { buildS3Notification } from '../functions/core/s3-event.js';
-import { type QueueName, routesFor, topology } from '../topology/topology.js';
+import { objectCreatedMessages } from '../functions/core/notify.js';
+import { type BucketName, type QueueName, routesFor, topology } from '../topology/topology.js';
 import type { CreatedObject } from './emulators.js';
 
 /**
@@ -20,37 +20,32 @@ export class NotificationRouter {
 
   /** Sends the notification to every matching queue; returns the queues it went to. */
   async route(object: CreatedObject): Promise<QueueName[]> {
-    const routes = routesFor(object.bucket, object.key, object.eventName);
-    if (routes.length === 0) return [];
+    if (!isBucketName(object.bucket) || routesFor(object.bucket, object.key, object.eventName).length === 0)
+      return [];
     let { eTag, size } = object;
     if (eTag === undefined || size === undefined) {
-      // Copies carry no ETag in some emulators' events; S3 always sends one.
+      // Copies carry no ETag in some stores' events; S3 always sends one.
       const head = await this.s3.send(new HeadObjectCommand({ Bucket: object.bucket, Key: object.key }));
       eTag ??= head.ETag?.replace(/"/g, '') ?? '';
       size ??= head.ContentLength ?? 0;
     }
-    const body = JSON.stringify(
-      buildS3Notification({
-        bucket: object.bucket,
-        key: object.key,
-        size,
-        eTag,
-        eventName: object.eventName,
-        region: this.region,
-      }),
-    );
-    const sent: QueueName[] = [];
-    for (const route of routes) {
-      if (topology.queues[route.queue].fifo) {
-        // S3 cannot notify FIFO queues; the topology never declares such a route.
-        throw new Error(`notification to FIFO queue ${route.queue} is not possible in S3`);
-      }
-      await this.sqs.send(
-        new SendMessageCommand({ QueueUrl: this.queueUrls[route.queue], MessageBody: body }),
-      );
-      sent.push(route.queue);
+    const messages = objectCreatedMessages({
+      bucket: object.bucket,
+      key: object.key,
+      size,
+      eTag,
+      eventName: object.eventName,
+      region: this.region,
+    });
+    for (const { queue, body } of messages) {
+      await this.sqs.send(new SendMessageCommand({ QueueUrl: this.queueUrls[queue], MessageBody: body }));
     }
+    const sent = messages.map((m) => m.queue);
     logger.debug({ bucket: object.bucket, key: object.key, queues: sent }, 'notification routed');
     return sent;
   }
+}
+
+function isBucketName(name: string): name is BucketName {
+  return (topology.buckets as readonly string[]).includes(name);
 }

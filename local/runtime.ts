@@ -1,28 +1,25 @@
-import { timingSafeEqual } from 'node:crypto';
-import type { Server } from 'node:http';
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, Server } from 'node:http';
 import { join } from 'node:path';
-import {
-  HeadObjectCommand,
-  ListBucketsCommand,
-  ListObjectsV2Command,
-  type S3Client,
-} from '@aws-sdk/client-s3';
+import { ListBucketsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, ListQueuesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { logger } from '../functions/core/logger.js';
 import { parseS3Notification } from '../functions/core/s3-event.js';
 import { metrics, registry } from '../functions/core/telemetry.js';
-import { accountingFactory } from '../functions/etl/factories.js';
-import { manifestKey } from '../functions/etl/lake-keys.js';
+import type { ReconcileReport } from '../functions/reconcile/reconcile.js';
 import { type FunctionName, type FunctionSpec, type QueueName, topology } from '../topology/topology.js';
+import { bearerMatches, refusal } from './auth.js';
 import { BucketPoller } from './bucket-poller.js';
 import { type Emulator, startS3, startSqs } from './emulators.js';
 import { EventSource } from './event-source.js';
 import { invokeFunction, type LambdaHandler, loadFunctions } from './functions.js';
 import { json, type Route, startHttpServer } from './http-server.js';
 import { NotificationRouter } from './notifications.js';
+import { ReconcileLoop } from './reconcile-loop.js';
 import { dlqUrl, ensureBuckets, ensureQueues, localS3, localSqs } from './resources.js';
 import { scheduledEvent, startSchedule } from './scheduler.js';
-import { exportFunctionEnv, type LocalSettings, localSettings } from './settings.js';
+import { DEFAULT_KEY, exportFunctionEnv, type LocalSettings, localSettings } from './settings.js';
+import { verifySigV4 } from './sigv4.js';
 
 export interface Runtime {
   settings: LocalSettings;
@@ -34,6 +31,8 @@ export interface Runtime {
   invoke(name: FunctionName, event: unknown): Promise<unknown>;
   /** Messages visible + in flight, per queue and its DLQ. */
   queueDepths(): Promise<Record<string, number>>;
+  /** The reconciler that runs at start-up and every `RECONCILE_INTERVAL_SECONDS`. */
+  reconciler: ReconcileLoop;
   stop(): Promise<void>;
   url: string;
 }
@@ -49,10 +48,12 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
   const sources: EventSource[] = [];
   const sourceNames: FunctionName[] = [];
   let server: Server | undefined;
+  let poller: BucketPoller | undefined;
+  const stopSchedules: (() => void)[] = [];
   const s3 = localS3(settings);
   const sqs = localSqs(settings);
 
-  // Objects created before the router exists wait here (s3rver starts before the queues do).
+  // Objects created before the router exists wait here (the S3 starts before the queues exist).
   let router: NotificationRouter | undefined;
   const early: Parameters<NotificationRouter['route']>[0][] = [];
   const onCreated = (o: Parameters<NotificationRouter['route']>[0]) => {
@@ -80,7 +81,7 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
     const functions = await loadFunctions();
     const invoke = (name: FunctionName, event: unknown) => invokeFunction(name, functions.get(name)!, event);
 
-    const poller =
+    poller =
       settings.notifications === 'poll'
         ? new BucketPoller(
             s3,
@@ -90,10 +91,10 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
           )
         : undefined;
     poller?.start();
-    const stopSchedules: (() => void)[] = [];
     for (const [name, spec] of Object.entries(topology.functions) as [FunctionName, FunctionSpec][]) {
       const trigger = spec.trigger;
       if ('url' in trigger) continue; // served under /api by the HTTP server below
+      if (name === 'reconcile') continue; // run by the ReconcileLoop below: at start-up, then more often
       if ('schedule' in trigger) {
         // Scheduled functions: croner fires the same expression EventBridge Scheduler would.
         stopSchedules.push(
@@ -144,8 +145,14 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
       return out;
     };
 
+    const reconciler = new ReconcileLoop(
+      async () => (await invoke('reconcile', scheduledEvent(new Date(), 'reconcile'))) as ReconcileReport,
+      settings.RECONCILE_INTERVAL_SECONDS,
+    );
+
     const runtime: Runtime = {
       settings,
+      reconciler,
       s3,
       sqs,
       queueUrls,
@@ -155,10 +162,12 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
       queueDepths,
       url: `http://127.0.0.1:${settings.RUNTIME_PORT}`,
       async stop() {
+        reconciler.stop();
         await poller?.stop();
         for (const stopSchedule of stopSchedules) stopSchedule();
+        // In-flight messages go back to their queue first, while the queue is still there.
         await Promise.all(sources.map((s) => s.stop()));
-        await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+        server?.close();
         server?.closeAllConnections();
         for (const e of emulators.reverse())
           await e.stop().catch((err) => logger.warn({ err, emulator: e.name }, 'stop failed'));
@@ -182,8 +191,14 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
         sources.forEach((s, i) => {
           parts[`function:${sourceNames[i]}`] = s.isRunning ? 'up' : 'stopped';
         });
+        const r = reconciler.status;
+        parts.reconciler = r.state === 'failed' ? `failed at ${r.at}: ${r.error}` : 'up';
         const ok = Object.values(parts).every((v) => v === 'up');
-        return json(ok ? 200 : 503, { status: ok ? 'ok' : 'degraded', parts });
+        return json(ok ? 200 : 503, {
+          status: ok ? 'ok' : 'degraded',
+          parts,
+          reconciler: r.state === 'ok' ? r.report : r.state === 'failed' ? r.lastReport : undefined,
+        });
       },
       async (req, _body, url) => {
         if (req.method !== 'GET' || url.pathname !== '/metrics') return undefined;
@@ -198,6 +213,20 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
         // The Lambda Invoke API, so `aws lambda invoke --endpoint-url http://127.0.0.1:3000` works.
         const m = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/.exec(url.pathname);
         if (req.method !== 'POST' || !m) return undefined;
+        const refused = refusal(req, {
+          token: settings.API_TOKEN,
+          loopback: isLoopback(settings.RUNTIME_HOST),
+          defaultKeys:
+            settings.AWS_ACCESS_KEY_ID === DEFAULT_KEY && settings.AWS_SECRET_ACCESS_KEY === DEFAULT_KEY,
+          signed: () => signedByLocalKey(req, body, settings),
+        });
+        if (refused) {
+          return json(
+            403,
+            { Type: 'User', Message: refused },
+            { 'x-amzn-errortype': 'AccessDeniedException' },
+          );
+        }
         const name = decodeURIComponent(m[1]!) as FunctionName;
         if (!functions.has(name)) {
           return json(
@@ -286,57 +315,34 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
     ];
     server = await startHttpServer(settings.RUNTIME_PORT, routes, settings.RUNTIME_HOST);
     logger.info({ url: runtime.url, s3: settings.s3Endpoint, sqs: settings.sqsEndpoint }, 'local runtime up');
-    if (settings.embeddedS3)
-      void catchUp(s3, router).catch((err) => logger.error({ err }, 'catch-up failed'));
+    reconciler.start();
     return runtime;
   } catch (err) {
+    // Started no further than this: undo what did start, so nothing runs against stopped stores.
+    await poller?.stop();
+    for (const stopSchedule of stopSchedules) stopSchedule();
     await Promise.all(sources.map((s) => s.stop()));
     server?.close();
     for (const e of emulators.reverse()) await e.stop().catch(() => undefined);
+    s3.destroy();
+    sqs.destroy();
     throw err;
   }
 }
 
-/**
- * Re-notifies raw objects that have no manifest in the lake: uploads made while the runtime was down,
- * and messages the in-memory SQS emulator lost in a restart. Processing is idempotent, so an object
- * notified twice is still loaded once.
- */
-async function catchUp(s3: S3Client, router: NotificationRouter): Promise<number> {
-  let token: string | undefined;
-  let count = 0;
-  do {
-    const page = await s3.send(new ListObjectsV2Command({ Bucket: 'raw', ContinuationToken: token }));
-    for (const o of page.Contents ?? []) {
-      const found = await s3
-        .send(
-          new HeadObjectCommand({
-            Bucket: 'lake',
-            Key: manifestKey(accountingFactory(o.Key!), 'raw', o.Key!),
-          }),
-        )
-        .then(
-          () => true,
-          () => false,
-        );
-      if (found) continue;
-      await router.route({
-        bucket: 'raw',
-        key: o.Key!,
-        eTag: o.ETag?.replace(/"/g, ''),
-        size: o.Size,
-        eventName: 'ObjectCreated:Put',
-      });
-      count++;
-    }
-    token = page.NextContinuationToken;
-  } while (token);
-  if (count > 0) logger.info({ objects: count }, 'catch-up: re-notified raw objects without a manifest');
-  return count;
+/** Whether a request is SigV4-signed with the local key pair, as `aws lambda invoke` signs it. */
+function signedByLocalKey(req: IncomingMessage, body: Buffer, settings: LocalSettings): boolean {
+  const [rawPath = '/', rawQuery = ''] = (req.url ?? '/').split('?', 2);
+  return verifySigV4(
+    { method: req.method ?? 'POST', rawPath, rawQuery, headers: req.headers },
+    createHash('sha256').update(body).digest('hex'),
+    { accessKeyId: settings.AWS_ACCESS_KEY_ID, secretAccessKey: settings.AWS_SECRET_ACCESS_KEY },
+    settings.AWS_REGION,
+    'lambda',
+  ).ok;
 }
 
-function bearerMatches(header: string | undefined, token: string): boolean {
-  const given = Buffer.from(/^Bearer (.+)$/.exec(header ?? '')?.[1] ?? '');
-  const want = Buffer.from(token);
-  return given.length === want.length && timingSafeEqual(given, want);
+/** 127.0.0.0/8, ::1 and localhost. */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }

@@ -5,7 +5,7 @@
 
 export type BucketName = 'raw' | 'lake' | 'warehouse';
 export type QueueName = 'fetch' | 'etl' | 'enrich' | 'warehouse';
-export type FunctionName = 'schedule' | 'fetch' | 'etl' | 'enrich' | 'warehouse' | 'api';
+export type FunctionName = 'schedule' | 'fetch' | 'etl' | 'enrich' | 'warehouse' | 'reconcile' | 'api';
 
 export interface QueueSpec {
   /** FIFO queues keep one message group in order: the warehouse has exactly one writer. */
@@ -39,7 +39,7 @@ export interface FunctionSpec {
     | { url: true };
   /**
    * Every resource the function touches besides its trigger; used for SST links (least privilege).
-   * Queues listed here are ones the function sends to.
+   * Queues listed here are ones the function sends to (or, for the reconciler, reads the depth of).
    */
   links: { buckets: readonly BucketName[]; queues: readonly QueueName[] };
 }
@@ -116,6 +116,18 @@ export const topology = {
       // FIFO event sources take at most 10 messages per batch and no batching window.
       trigger: { queue: 'warehouse', batchSize: 10, batchWindowSeconds: 0 },
       links: { buckets: ['lake', 'warehouse'], queues: [] },
+    },
+    // Level-triggered recovery: compares the stages and re-emits the events a stage missed (lost or
+    // dead-lettered messages, crashes). It lists the buckets whole, hence not every minute.
+    reconcile: {
+      handler: 'reconcile',
+      memoryMB: 1024,
+      timeoutSeconds: 900,
+      storageMB: 10240,
+      trigger: { schedule: 'rate(15 minutes)' },
+      // lists raw and lake, keeps its state in the lake, reads the warehouse ledger; sends to etl and
+      // enrich, reads the depth of those and of the warehouse queue
+      links: { buckets: ['raw', 'lake', 'warehouse'], queues: ['etl', 'enrich', 'warehouse'] },
     },
     // The query API: reads a copy of the warehouse file.
     api: {

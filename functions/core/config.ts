@@ -47,6 +47,16 @@ const envSchema = z.object({
     .regex(/^\d+(\.\d+)?\s*[KMGT]i?B$/i)
     .optional(),
   AWS_LAMBDA_FUNCTION_MEMORY_SIZE: z.coerce.number().int().positive().optional(),
+  /** The reconciler leaves objects younger than this to their own notification. */
+  RECONCILE_GRACE_SECONDS: z.coerce.number().int().min(0).default(600),
+  /** The longest wait between two re-emissions of an object that keeps failing. */
+  RECONCILE_MAX_BACKOFF_SECONDS: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(6 * 3600),
+  /** How long a missing object may wait behind a busy queue before it is re-emitted anyway. */
+  RECONCILE_MAX_DEFER_SECONDS: z.coerce.number().int().min(0).default(3600),
 });
 
 function parseEnv() {
@@ -94,6 +104,11 @@ export const runtimeConfig = {
   configPath: env.PIPELINE_CONFIG,
   tmpDir: env.PIPELINE_TMP,
   maxLineBytes: env.MAX_LINE_BYTES,
+  reconcile: {
+    graceSeconds: env.RECONCILE_GRACE_SECONDS,
+    maxBackoffSeconds: env.RECONCILE_MAX_BACKOFF_SECONDS,
+    maxDeferSeconds: env.RECONCILE_MAX_DEFER_SECONDS,
+  },
   duckdbMemoryLimit:
     env.DUCKDB_MEMORY_LIMIT ??
     (env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE

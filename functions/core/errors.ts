@@ -38,6 +38,44 @@ export class TransientObjectError extends Error {
   }
 }
 
+/**
+ * The temporary folder filled up while an object was processed. Transient: the message is retried, and
+ * once it has gone to the DLQ the reconciler sends the object again (with backoff) until space is back.
+ */
+export class TempSpaceError extends TransientObjectError {
+  override name = 'TempSpaceError';
+  readonly code = 'temp-space';
+
+  constructor(
+    ref: ObjectRef,
+    readonly dir: string,
+    readonly neededBytes: number,
+    readonly freeBytes: number,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      ref,
+      `no space left on device in ${dir}: ${mb(freeBytes)} free, processing this object needs about ${mb(neededBytes)} there`,
+      options,
+    );
+  }
+}
+
+const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+
+/**
+ * Whether an error is the local file system saying it is full: Node's ENOSPC, or DuckDB's IO error
+ * quoting the OS (`Could not write file "…": No space left on device`) — not any message that
+ * happens to contain the words, such as one from a remote store.
+ */
+export function isDiskFull(err: unknown): boolean {
+  for (let e = err; e instanceof Error; e = e.cause) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOSPC') return true;
+    if (/Could not (write|create|open) file "[^"]*": No space left on device/.test(e.message)) return true;
+  }
+  return false;
+}
+
 /** A configuration file that fails validation; thrown at load so start-up stops with path and reason. */
 export class ConfigError extends Error {
   override name = 'ConfigError';

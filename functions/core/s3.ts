@@ -208,17 +208,38 @@ export async function downloadIfChanged(
   }
 }
 
-/** Every key under `prefix`. */
-export async function listKeys(bucket: string, prefix: string): Promise<string[]> {
-  const keys: string[] = [];
+/** An object as a listing shows it. */
+export interface ListedObject {
+  key: string;
+  eTag: string;
+  size: number;
+  lastModified: Date;
+}
+
+/** Every object under `prefix`, page by page (ListObjectsV2 continuation tokens: any number of keys). */
+export async function* listObjects(bucket: string, prefix: string): AsyncGenerator<ListedObject> {
   let token: string | undefined;
   do {
     const page = await s3().send(
       new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
     );
-    for (const o of page.Contents ?? []) if (o.Key) keys.push(o.Key);
+    for (const o of page.Contents ?? []) {
+      if (!o.Key) continue;
+      yield {
+        key: o.Key,
+        eTag: stripETag(o.ETag),
+        size: o.Size ?? 0,
+        lastModified: o.LastModified ?? new Date(0),
+      };
+    }
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
+}
+
+/** Every key under `prefix`. */
+export async function listKeys(bucket: string, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const o of listObjects(bucket, prefix)) keys.push(o.key);
   return keys;
 }
 

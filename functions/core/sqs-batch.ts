@@ -1,4 +1,5 @@
 import type { SQSRecord } from 'aws-lambda';
+import { forEachConcurrent } from './concurrency.js';
 import { MessageFormatError } from './errors.js';
 import { logger } from './logger.js';
 
@@ -14,26 +15,20 @@ export async function settleRecords(
   handle: (record: SQSRecord) => Promise<unknown>,
 ): Promise<PromiseSettledResult<unknown>[]> {
   const results: PromiseSettledResult<unknown>[] = new Array(records.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < records.length) {
-      const i = next++;
-      const record = records[i]!;
-      try {
-        results[i] = { status: 'fulfilled', value: await handle(record) };
-      } catch (err) {
-        if (err instanceof MessageFormatError) {
-          logger.error(
-            { err, messageId: record.messageId, error_code: 'bad-message' },
-            'message acknowledged without processing',
-          );
-          results[i] = { status: 'fulfilled', value: undefined };
-        } else {
-          results[i] = { status: 'rejected', reason: err };
-        }
+  await forEachConcurrent(records, concurrency, async (record, i) => {
+    try {
+      results[i] = { status: 'fulfilled', value: await handle(record) };
+    } catch (err) {
+      if (err instanceof MessageFormatError) {
+        logger.error(
+          { err, messageId: record.messageId, error_code: 'bad-message' },
+          'message acknowledged without processing',
+        );
+        results[i] = { status: 'fulfilled', value: undefined };
+      } else {
+        results[i] = { status: 'rejected', reason: err };
       }
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, records.length) }, worker));
+  });
   return results;
 }

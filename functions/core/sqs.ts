@@ -1,4 +1,10 @@
-import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import {
+  GetQueueAttributesCommand,
+  SendMessageBatchCommand,
+  SendMessageCommand,
+  SQSClient,
+} from '@aws-sdk/client-sqs';
+import { forEachConcurrent } from './concurrency.js';
 import { runtimeConfig } from './config.js';
 import { deduplicationId, WAREHOUSE_GROUP, type WarehouseMessage } from './warehouse-message.js';
 
@@ -12,14 +18,61 @@ export function sqs(): SQSClient {
   return client;
 }
 
-/** Sends one message to the warehouse FIFO queue (single group ⇒ one writer, in order). */
-export async function sendToWarehouse(queueUrl: string, message: WarehouseMessage): Promise<void> {
+/**
+ * Sends one message to the warehouse FIFO queue (single group ⇒ one writer, in order); `trigger` is the
+ * id of the message that caused it (see `deduplicationId`).
+ */
+export async function sendToWarehouse(
+  queueUrl: string,
+  message: WarehouseMessage,
+  trigger: string,
+): Promise<void> {
   await sqs().send(
     new SendMessageCommand({
       QueueUrl: queueUrl,
       MessageBody: JSON.stringify(message),
       MessageGroupId: WAREHOUSE_GROUP,
-      MessageDeduplicationId: deduplicationId(message.key, message.eTag),
+      MessageDeduplicationId: deduplicationId(message.key, message.eTag, trigger),
     }),
   );
+}
+
+/** Messages in a queue: visible, in flight and delayed (SQS's approximate counts). */
+export async function queueDepth(queueUrl: string): Promise<number> {
+  const res = await sqs().send(
+    new GetQueueAttributesCommand({
+      QueueUrl: queueUrl,
+      AttributeNames: [
+        'ApproximateNumberOfMessages',
+        'ApproximateNumberOfMessagesNotVisible',
+        'ApproximateNumberOfMessagesDelayed',
+      ],
+    }),
+  );
+  const a = res.Attributes ?? {};
+  return (
+    Number(a.ApproximateNumberOfMessages ?? 0) +
+    Number(a.ApproximateNumberOfMessagesNotVisible ?? 0) +
+    Number(a.ApproximateNumberOfMessagesDelayed ?? 0)
+  );
+}
+
+/** Sends many messages, ten per SendMessageBatch call (SQS's limit), a few calls at a time. */
+export async function sendAll(queueUrl: string, bodies: string[]): Promise<void> {
+  const batches: string[][] = [];
+  for (let i = 0; i < bodies.length; i += 10) batches.push(bodies.slice(i, i + 10));
+  await forEachConcurrent(batches, 4, async (batch) => {
+    const res = await sqs().send(
+      new SendMessageBatchCommand({
+        QueueUrl: queueUrl,
+        Entries: batch.map((MessageBody, i) => ({ Id: String(i), MessageBody })),
+      }),
+    );
+    const failed = res.Failed ?? [];
+    if (failed.length > 0) {
+      throw new Error(
+        `${failed.length} message(s) not sent to ${queueUrl}: ${failed[0]!.Code} ${failed[0]!.Message ?? ''}`,
+      );
+    }
+  });
 }

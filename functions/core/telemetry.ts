@@ -1,7 +1,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { Manifest } from '../etl/manifest.js';
 import type { FetchResult } from '../fetch/fetch-source.js';
 import { logger } from './logger.js';
+import type { Manifest } from './manifest.js';
 
 /**
  * Every metric the pipeline exports, and the named events that log and count together. Metric names
@@ -111,6 +111,24 @@ export const metrics = {
     labelNames: ['function'] as const,
     registers: [registry],
   }),
+  reconcilerRuns: new Counter({
+    name: `${PREFIX}reconciler_runs_total`,
+    help: 'Reconciler runs by outcome (ok, failed).',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  }),
+  reconcilerReemitted: new Counter({
+    name: `${PREFIX}reconciler_reemitted_total`,
+    help: 'ObjectCreated events the reconciler sent again, per queue.',
+    labelNames: ['queue'] as const,
+    registers: [registry],
+  }),
+  reconcilerMissing: new Gauge({
+    name: `${PREFIX}reconciler_missing_objects`,
+    help: 'Objects whose next stage was missing at the last reconciler run, per reason.',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  }),
   queueDepth: new Gauge({
     name: `${PREFIX}queue_messages`,
     help: 'Messages in a queue (visible + in flight), per queue; DLQs end in -dlq.',
@@ -168,6 +186,34 @@ export function warehouseLoaded(stats: {
     { stage: 'warehouse', ...stats, lagSeconds: undefined, maxLagSeconds: Math.max(0, ...stats.lagSeconds) },
     'warehouse batch loaded',
   );
+}
+
+/** The reconciler compared the stages and re-emitted what was missing. */
+export function reconciled(report: {
+  reemitted: Partial<Record<string, number>>;
+  missing: Partial<Record<string, number>>;
+}): void {
+  metrics.reconcilerRuns.inc({ outcome: 'ok' });
+  for (const [queue, n = 0] of Object.entries(report.reemitted))
+    metrics.reconcilerReemitted.inc({ queue }, n);
+  metrics.reconcilerMissing.reset();
+  for (const [reason, n = 0] of Object.entries(report.missing)) metrics.reconcilerMissing.set({ reason }, n);
+  const total = Object.values(report.reemitted).reduce((a: number, b = 0) => a + b, 0);
+  const missing = Object.values(report.missing).reduce((a: number, b = 0) => a + b, 0);
+  logger[total > 0 ? 'warn' : 'info'](
+    { stage: 'reconcile', ...report },
+    total > 0
+      ? `reconcile: re-emitted ${total} event(s) a stage had missed`
+      : missing > 0
+        ? `reconcile: ${missing} object(s) missing a stage, waiting (busy queue or backoff)`
+        : 'reconcile: nothing missing',
+  );
+}
+
+/** A reconciler run failed: nothing was re-emitted this time. */
+export function reconcileFailed(err: Error): void {
+  metrics.reconcilerRuns.inc({ outcome: 'failed' });
+  logger.error({ stage: 'reconcile', error_code: 'reconcile-failed', err }, 'reconcile failed');
 }
 
 /** A fetch run finished. */

@@ -31,7 +31,12 @@ export type WarehouseMessage = z.infer<typeof warehouseMessageSchema>;
 /** Every warehouse message goes to one FIFO message group: one writer at a time, in order. */
 export const WAREHOUSE_GROUP = 'warehouse';
 
-/** FIFO deduplication id: the same lake object version is sent once within SQS's 5-minute window. */
-export function deduplicationId(key: string, eTag: string): string {
-  return createHash('sha256').update(`${key}\u0000${eTag}`).digest('hex');
+/**
+ * FIFO deduplication id: one lake object version, announced because of one triggering message. A
+ * redelivery of that message (the same trigger) is dropped by SQS within its 5-minute window; an event
+ * the reconciler sends again is a new trigger and gets through, even right after the first load
+ * failed and went to the DLQ. Loading twice is harmless: the ledger loads each (key, ETag) once.
+ */
+export function deduplicationId(key: string, eTag: string, trigger: string): string {
+  return createHash('sha256').update(`${key}\u0000${eTag}\u0000${trigger}`).digest('hex');
 }

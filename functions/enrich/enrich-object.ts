@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { sqlString, withConnection } from '../core/duckdb.js';
 import { PermanentObjectError } from '../core/errors.js';
+import { enrichedKey, MANIFEST_KEY, NORMALIZED_KEY } from '../core/object-keys.js';
 import { downloadToFile, uploadFile } from '../core/s3.js';
 import type { S3ObjectEvent } from '../core/s3-event.js';
 import type { WarehouseMessage } from '../core/warehouse-message.js';
@@ -28,14 +29,6 @@ export interface EnrichStats {
   anomalies: number;
   factory: string;
   seconds: number;
-}
-
-const NORMALIZED = /^normalized\/(readings|events)\/factory=([^/]+)\/date=[^/]+\/[^/]+\.parquet$/;
-const MANIFEST = /^manifests\/factory=([^/]+)\/[^/]+\.json$/;
-
-/** `normalized/<table>/…` → `enriched/<table>/…`: same partitions, same name. */
-export function enrichedKey(normalizedKey: string): string {
-  return `enriched/${normalizedKey.slice('normalized/'.length)}`;
 }
 
 /** Weight of a device's criticality in the severity score; unknown devices count as medium. */
@@ -148,7 +141,7 @@ export async function enrichEvents(
  */
 export async function enrichObject(event: S3ObjectEvent, deps: EnrichDeps): Promise<EnrichStats | undefined> {
   const started = performance.now();
-  const manifest = MANIFEST.exec(event.key);
+  const manifest = MANIFEST_KEY.exec(event.key);
   if (manifest) {
     if (!event.eTag) throw new PermanentObjectError(event, 'no-etag', 'notification has no ETag');
     await deps.send({ kind: 'manifest', bucket: event.bucket, key: event.key, eTag: event.eTag });
@@ -162,7 +155,7 @@ export async function enrichObject(event: S3ObjectEvent, deps: EnrichDeps): Prom
       seconds: 0,
     };
   }
-  const match = NORMALIZED.exec(event.key);
+  const match = NORMALIZED_KEY.exec(event.key);
   if (!match) return undefined; // not ours (the topology's filters should not let it through)
   const table = match[1] as 'readings' | 'events';
   const work = await mkdtemp(join(deps.tmpDir, 'enrich-'));

@@ -1,17 +1,27 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { DeleteObjectsCommand } from '@aws-sdk/client-s3';
 import type { DuckDBInstance } from '@duckdb/node-api';
 import { withConnection } from '../core/duckdb.js';
-import { PermanentObjectError } from '../core/errors.js';
-import { getJson, openObject, putJson, s3, uploadFile } from '../core/s3.js';
+import { isDiskFull, PermanentObjectError, TempSpaceError } from '../core/errors.js';
+import { type Manifest, manifestSchema } from '../core/manifest.js';
+import {
+  enrichedKey,
+  FACTORY_ID,
+  factoryOfKey,
+  manifestKey,
+  NORMALIZED_PREFIX,
+  normalizedKey,
+  objectId,
+  quarantinedFileKey,
+  rejectsKey,
+} from '../core/object-keys.js';
+import { getJson, type ObjectInfo, openObject, putJson, s3, uploadFile } from '../core/s3.js';
 import type { S3ObjectEvent } from '../core/s3-event.js';
-import { type EtlTextOutcome, etlText } from './etl-text.js';
-import { FACTORY_ID, type FactoriesConfig, type Factory, factoryOfKey, ruleForKey } from './factories.js';
-import { manifestKey, normalizedKey, objectId, quarantinedFileKey, rejectsKey } from './lake-keys.js';
-import { type Manifest, manifestSchema } from './manifest.js';
+import { type EtlTextOutcome, etlText, tempBytesNeeded } from './etl-text.js';
+import { type FactoriesConfig, type Factory, ruleForKey } from './factories.js';
 
 export interface EtlDeps {
   factories: FactoriesConfig;
@@ -90,11 +100,51 @@ export async function etlObject(event: S3ObjectEvent, deps: EtlDeps): Promise<Et
     return { status: 'duplicate', manifest: previous.data };
   }
   const id = objectId(event.bucket, event.key, info.eTag);
-  const work = await mkdtemp(join(deps.tmpDir, `etl-${id}-`));
-  const meta = { id, factory: factory.id, startedAt, info };
+  let gzip = false;
   try {
     const { head, stream } = await peek(body, 2);
-    const gzip = head[0] === GZIP_MAGIC[0] && head[1] === GZIP_MAGIC[1];
+    gzip = head[0] === GZIP_MAGIC[0] && head[1] === GZIP_MAGIC[1];
+    return await etlVersion(event, deps, { id, factory, startedAt, info, previous, stream, gzip, mKey });
+  } catch (err) {
+    if (!isDiskFull(err)) throw err;
+    // Measured once the work folder is gone: what a retry would have.
+    const free = await statfs(deps.tmpDir).then(
+      ({ bavail, bsize }) => bavail * bsize,
+      () => 0,
+    );
+    throw new TempSpaceError(ref, deps.tmpDir, tempBytesNeeded(info.size, gzip), free, { cause: err });
+  } finally {
+    body.destroy();
+  }
+}
+
+/** The ETL of one object version, in a work folder of its own that is removed whatever happens. */
+async function etlVersion(
+  event: S3ObjectEvent,
+  deps: EtlDeps,
+  version: {
+    id: string;
+    factory: Factory;
+    startedAt: Date;
+    info: ObjectInfo;
+    previous: ReturnType<typeof manifestSchema.safeParse>;
+    /** The object's bytes as stored (gzip'd or not). */
+    stream: Readable;
+    gzip: boolean;
+    mKey: string;
+  },
+): Promise<EtlOutcome> {
+  const { id, factory, startedAt, info, previous, stream, gzip, mKey } = version;
+  const ref = { bucket: event.bucket, key: event.key };
+  const work = await mkdtemp(join(deps.tmpDir, `etl-${id}-`));
+  const meta = {
+    id,
+    factory: factory.id,
+    startedAt,
+    info,
+    previousOutputs: previous.success ? previous.data.outputs : [],
+  };
+  try {
     /** The decompressed text. Made only where it is read at once: a gunzip error must meet a listener. */
     const decompressed = () => {
       if (!gzip) return stream;
@@ -200,7 +250,6 @@ export async function etlObject(event: S3ObjectEvent, deps: EtlDeps): Promise<Et
     await putJson(deps.lakeBucket, mKey, manifest);
     return { status: 'loaded', manifest };
   } finally {
-    body.destroy();
     await rm(work, { recursive: true, force: true });
   }
 }
@@ -211,10 +260,15 @@ export function defaultDevice(key: string): string {
   return name.replace(/(\.(gz|log|txt|csv|tsv|jsonl|json|ndjson|syslog))+$/i, '') || name;
 }
 
-/** Outputs of an earlier version of the same key that the new version did not rewrite. */
+/**
+ * Outputs of an earlier version of the same key that the new version did not rewrite, with the
+ * enriched twins of its normalized objects: the lake then holds only what the current version made.
+ */
 async function deleteStale(bucket: string, before: string[], after: string[]): Promise<void> {
   const keep = new Set(after);
-  const stale = before.filter((k) => !keep.has(k));
+  const stale = before
+    .filter((k) => !keep.has(k))
+    .flatMap((k) => (k.startsWith(NORMALIZED_PREFIX) ? [k, enrichedKey(k)] : [k]));
   if (stale.length === 0) return;
   await s3().send(
     new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: stale.map((Key) => ({ Key })) } }),
@@ -230,6 +284,8 @@ async function quarantine(
     factory: string;
     startedAt: Date;
     info?: { eTag: string; size: number; lastModified: Date };
+    /** What an earlier version of the key produced: replaced by the quarantine record. */
+    previousOutputs?: string[];
   },
   error: PermanentObjectError,
   gzip = false,
@@ -245,6 +301,7 @@ async function quarantine(
   };
   const recordKey = quarantinedFileKey(meta.factory, meta.id);
   await putJson(deps.lakeBucket, recordKey, record);
+  await deleteStale(deps.lakeBucket, meta.previousOutputs ?? [], [recordKey]);
   const manifest: Manifest = {
     id: meta.id,
     status: 'quarantined',

@@ -35,6 +35,21 @@ export type EtlTextOutcome =
   | { kind: 'empty'; split: SplitResult }
   | { kind: 'normalized'; split: SplitResult; rule: ResolvedRule; result: NormalizeResult };
 
+/** Batches the byte pass may write ahead of the one DuckDB is parsing. */
+const AHEAD_BATCHES = 2;
+/** Text per batch: the splitter's default 8 chunks of 4 MB. */
+const BATCH_BYTES = 32 * 1024 * 1024;
+
+/**
+ * About how much temporary disk the ETL of an object takes at its peak: the batches of text written
+ * ahead (bounded, whatever the object's size) and the Parquet outputs (a fraction of the text). Gzip'd
+ * logs are taken to expand eightfold. For error messages; the ETL does not reserve anything.
+ */
+export function tempBytesNeeded(objectBytes: number, gzip: boolean): number {
+  const text = gzip ? objectBytes * 8 : objectBytes;
+  return Math.min(text, (AHEAD_BATCHES + 1) * BATCH_BYTES) + Math.ceil(text / 4);
+}
+
 export async function etlText(
   c: DuckDBConnection,
   input: Readable,
@@ -44,7 +59,7 @@ export async function etlText(
     dir: options.dir,
     maxLineBytes: options.maxLineBytes,
     chunkBytes: options.chunkBytes,
-    aheadBatches: 2,
+    aheadBatches: AHEAD_BATCHES,
   });
   const batches = splitting.batches[Symbol.asyncIterator]();
   let finished = false;

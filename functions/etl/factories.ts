@@ -5,6 +5,7 @@ import picomatch from 'picomatch';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../core/errors.js';
+import { FACTORY_ID } from '../core/object-keys.js';
 
 /**
  * `config/factories.yaml`: factories, and per factory the rules that say how a file in
@@ -198,8 +199,6 @@ const factorySchema = z
   .strict();
 export type Factory = z.infer<typeof factorySchema> & { id: string };
 
-/** Factory ids: the first segment of raw keys and a Hive partition value, so kept to a safe alphabet. */
-export const FACTORY_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const factoryId = z.string().regex(FACTORY_ID, 'factory ids are lower-case letters, digits and -');
 
 const factoriesFileSchema = z
@@ -310,18 +309,6 @@ export function loadFactories(configPath: string): FactoriesConfig {
     throw new ConfigError(file, 'cannot read file', { cause });
   }
   return parseFactories(text, file);
-}
-
-/** Raw keys are `<factory>/<yyyy>/<mm>/<dd>/<file>`; the factory is the first path segment. */
-export function factoryOfKey(key: string): string | undefined {
-  const first = key.split('/', 1)[0];
-  return first && key.includes('/') ? first : undefined;
-}
-
-/** The factory a raw key is accounted under: its first segment when that is a valid id, else `unassigned`. */
-export function accountingFactory(key: string): string {
-  const id = factoryOfKey(key) ?? 'unassigned';
-  return FACTORY_ID.test(id) ? id : 'unassigned';
 }
 
 /** The rule for a key below its factory; `undefined` means auto-detect. */

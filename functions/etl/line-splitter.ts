@@ -232,9 +232,14 @@ async function split(input: Readable, options: SplitOptions, result: SplitResult
     const stream = out;
     const chunk = current!;
     out = undefined;
-    await new Promise<void>((resolve, reject) =>
-      stream.end((err?: Error | null) => (err ? reject(err) : resolve())),
-    );
+    // After a write error the stream is destroyed: the error (ENOSPC, say) is what to report, not end().
+    if (!writeError) {
+      await new Promise<void>((resolve, reject) =>
+        // The stream may be destroyed by a write error whose 'error' event has not fired yet.
+        stream.end((err?: Error | null) => (err ? reject(writeError ?? stream.errored ?? err) : resolve())),
+      );
+    }
+    if (writeError) throw writeError;
     if (chunk.lines === 0) return;
     pending.push(chunk);
     if (pending.length >= batchChunks) {

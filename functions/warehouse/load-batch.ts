@@ -3,12 +3,12 @@ import { dirname, join } from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { sqlString } from '../core/duckdb.js';
 import { logger } from '../core/logger.js';
+import { manifestSchema } from '../core/manifest.js';
 import { deleteObject, downloadToFile, getJson, headObject, listKeys, uploadFile } from '../core/s3.js';
 import type { WarehouseMessage } from '../core/warehouse-message.js';
 import { BASELINES_KEY } from '../enrich/baselines.js';
 import type { Reference } from '../enrich/reference-store.js';
 import { appendReference } from '../enrich/reference-tables.js';
-import { manifestSchema } from '../etl/manifest.js';
 import {
   type BaseRef,
   COMPACTION,

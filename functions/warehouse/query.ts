@@ -147,8 +147,8 @@ export class WarehouseReader {
     return mine;
   }
 
-  /** Runs SQL on current copies; `undefined` before the first batch has been loaded. */
-  async query(sql: string): Promise<QueryResult | undefined> {
+  /** Runs `fn` on current copies; `undefined` before the first batch has been loaded. */
+  private async withCurrent<T>(fn: (open: OpenWarehouse) => Promise<T>): Promise<T | undefined> {
     for (let attempt = 1; ; attempt++) {
       let open: OpenWarehouse | undefined;
       try {
@@ -160,10 +160,34 @@ export class WarehouseReader {
       }
       if (!open) return undefined;
       try {
-        return await runQuery(open, sql);
+        return await fn(open);
       } finally {
         close(open);
       }
     }
+  }
+
+  /** Runs SQL on current copies; `undefined` before the first batch has been loaded. */
+  async query(sql: string): Promise<QueryResult | undefined> {
+    return this.withCurrent((open) => runQuery(open, sql));
+  }
+
+  /**
+   * The whole ledger — lake key → the version loaded and the raw version it came from — for the
+   * reconciler; `undefined` before the first batch. Not bound by MAX_ROWS: it is the pipeline's own query.
+   */
+  async ledger(): Promise<Map<string, { eTag: string; sourceETag: string }> | undefined> {
+    const rows = await this.withCurrent(async ({ c }) =>
+      (await c.runAndReadAll('SELECT lake_key, etag, source_etag FROM ledger')).getRowsJS(),
+    );
+    return (
+      rows &&
+      new Map(
+        rows.map(([key, eTag, sourceETag]) => [
+          String(key),
+          { eTag: String(eTag), sourceETag: String(sourceETag ?? '') },
+        ]),
+      )
+    );
   }
 }

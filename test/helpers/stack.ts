@@ -70,14 +70,11 @@ export async function startTestStack(env: Record<string, string> = {}) {
       }
     },
     async waitForManifest(key: string, eTag?: string, timeoutMs = 20_000) {
-      const { manifestKey } = await import('../../functions/etl/lake-keys.js');
-      const { accountingFactory } = await import('../../functions/etl/factories.js');
-      const { manifestSchema } = await import('../../functions/etl/manifest.js');
+      const { manifestKeyOf } = await import('../../functions/core/object-keys.js');
+      const { manifestSchema } = await import('../../functions/core/manifest.js');
       return waitFor(
         async () => {
-          const m = manifestSchema.parse(
-            JSON.parse(await this.getText('lake', manifestKey(accountingFactory(key), 'raw', key))),
-          );
+          const m = manifestSchema.parse(JSON.parse(await this.getText('lake', manifestKeyOf('raw', key))));
           return !eTag || m.source.eTag === eTag ? m : undefined;
         },
         timeoutMs,

@@ -254,10 +254,11 @@ describe('retries and dead letters', () => {
 });
 
 describe('runtime HTTP API', () => {
-  it('GET /health is 200 with every part up', async () => {
+  it('GET /health is 200 with every part up, and the last reconciler report', async () => {
+    await stack.runtime.reconciler.runOnce();
     const res = await fetch(`${stack.runtime.url}/health`);
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({
+    expect(await res.json()).toMatchObject({
       status: 'ok',
       parts: {
         s3: 'up',
@@ -266,7 +267,9 @@ describe('runtime HTTP API', () => {
         'function:etl': 'up',
         'function:enrich': 'up',
         'function:warehouse': 'up',
+        reconciler: 'up',
       },
+      reconciler: { checked: { raw: expect.any(Number) }, reemitted: {} },
     });
   });
 
@@ -290,6 +293,13 @@ describe('runtime HTTP API', () => {
     });
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ batchItemFailures: [] });
+    // No token configured: open on loopback, but not to a web page (a browser sends Origin).
+    const fromPage = await fetch(`${stack.runtime.url}/2015-03-31/functions/etl/invocations`, {
+      method: 'POST',
+      body: JSON.stringify(event),
+      headers: { origin: 'https://example.com' },
+    });
+    expect(fromPage.status).toBe(403);
     const missing = await fetch(`${stack.runtime.url}/2015-03-31/functions/nope/invocations`, {
       method: 'POST',
       body: '{}',

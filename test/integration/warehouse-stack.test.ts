@@ -137,7 +137,7 @@ describe('raw upload → enriched rows in the DuckDB warehouse', () => {
         QueueUrl: stack.runtime.queueUrls.warehouse,
         MessageBody: JSON.stringify(message),
         MessageGroupId: WAREHOUSE_GROUP,
-        MessageDeduplicationId: `${deduplicationId(message.key, message.eTag)}-replay`,
+        MessageDeduplicationId: deduplicationId(message.key, message.eTag, 'replay'),
       }),
     );
     await waitFor(
