@@ -1,4 +1,5 @@
-import { DatabaseSync, type SQLOutputValue, type StatementSync } from 'node:sqlite';
+import type { DatabaseSync, SQLOutputValue, StatementSync } from 'node:sqlite';
+import { openDatabase, transaction } from '../sqlite.js';
 import { S3Error } from './errors.js';
 import { checkWrite, type Version, type WriteCondition } from './preconditions.js';
 
@@ -51,6 +52,8 @@ export interface ListPage {
 
 type Row = Record<string, SQLOutputValue>;
 
+/** Bumped with any change below; a file of another version is refused rather than misread. */
+const SCHEMA_VERSION = 1;
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS buckets (
     name TEXT PRIMARY KEY,
@@ -192,9 +195,7 @@ export class ObjectIndex {
   >;
 
   constructor(file: string) {
-    this.db = new DatabaseSync(file);
-    this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;');
-    this.db.exec(SCHEMA);
+    this.db = openDatabase(file, SCHEMA, SCHEMA_VERSION);
     const s = (sql: string) => this.db.prepare(sql);
     this.sql = {
       bucket: s('SELECT 1 FROM buckets WHERE name = ?'),
@@ -240,15 +241,7 @@ export class ObjectIndex {
   }
 
   private transaction<T>(work: () => T): T {
-    this.db.exec('BEGIN IMMEDIATE');
-    try {
-      const result = work();
-      this.db.exec('COMMIT');
-      return result;
-    } catch (err) {
-      this.db.exec('ROLLBACK');
-      throw err;
-    }
+    return transaction(this.db, work);
   }
 
   /** Every body file a row refers to: what the body store must keep. */

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
+import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
+import { openDatabase, transaction } from '../sqlite.js';
 import type { QueueAttributes } from './queue-attributes.js';
 
 /**
@@ -143,39 +144,16 @@ export class QueueStore {
   /** Opens (creating if needed) `sqs.sqlite` in `dir`. */
   constructor(dir: string) {
     mkdirSync(dir, { recursive: true });
-    this.db = new DatabaseSync(join(dir, 'sqs.sqlite'), { timeout: 5_000 });
-    this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;');
-    const { user_version: version } = this.db.prepare('PRAGMA user_version').get() as {
-      user_version: number;
-    };
-    if (version === 0) {
-      this.transaction(() => this.db.exec(`${SCHEMA} PRAGMA user_version = ${SCHEMA_VERSION};`));
-    } else if (version !== SCHEMA_VERSION) {
-      this.db.close();
-      throw new Error(
-        `${dir}/sqs.sqlite has schema version ${version}; this emulator knows ${SCHEMA_VERSION}`,
-      );
-    }
+    this.db = openDatabase(join(dir, 'sqs.sqlite'), SCHEMA, SCHEMA_VERSION);
   }
 
   close(): void {
     this.db.close();
   }
 
-  /**
-   * Runs `work` in one write transaction, committed before this returns. `work` is synchronous, so no
-   * other request's statements interleave with it.
-   */
+  /** Runs `work` in one write transaction, committed before this returns. */
   transaction<T>(work: () => T): T {
-    this.db.exec('BEGIN IMMEDIATE');
-    try {
-      const result = work();
-      this.db.exec('COMMIT');
-      return result;
-    } catch (err) {
-      this.db.exec('ROLLBACK');
-      throw err;
-    }
+    return transaction(this.db, work);
   }
 
   private statement(sql: string): StatementSync {
