@@ -8,5 +8,7 @@ export default defineConfig({
     // Integration tests bind fixed loopback ports per file; run files one at a time on 2 cores.
     fileParallelism: false,
     pool: 'forks',
+    // node:sqlite (the embedded S3 and SQS) is flagged experimental in Node 22: one warning per worker.
+    poolOptions: { forks: { execArgv: ['--disable-warning=ExperimentalWarning'] } },
   },
 });

@@ -11,6 +11,13 @@ const ROOT = join(import.meta.dirname, '..', '..');
 const STACK_SETTINGS =
   /^(AWS_|S3_|SQS_|RUNTIME_|EMULATOR_|PIPELINE_|RECONCILE_|LOCAL_|POLL_|API_TOKEN$|WEBHOOK_TOKEN$|LOG_LEVEL$)/;
 
+/** What `/health` answers: the parts, and the last reconciler run. */
+interface Health {
+  status: string;
+  parts: Record<string, string>;
+  reconciler?: { checked: { raw: number }; reemitted: Record<string, number> };
+}
+
 /**
  * The embedded stack as a user runs it — `telemetry-pipeline dev --no-demo` in a process of its own —
  * so a test can kill it with SIGKILL at any moment and start it again on the same data folder. Its
@@ -107,9 +114,8 @@ export class StackProcess {
     );
   }
 
-  async health(): Promise<{ status: string; parts: Record<string, string> }> {
-    const res = await fetch(`${this.runtimeUrl}/health`);
-    return (await res.json()) as { status: string; parts: Record<string, string> };
+  async health(): Promise<Health> {
+    return (await (await fetch(`${this.runtimeUrl}/health`)).json()) as Health;
   }
 
   /** SIGKILL: no handler runs, nothing is flushed or returned to a queue. */
