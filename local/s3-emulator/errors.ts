@@ -41,7 +41,7 @@ const ERRORS = {
     404,
     'The specified multipart upload does not exist. The upload ID might not be valid, or the multipart upload might have been aborted or completed.',
   ],
-  NotImplemented: [501, 'A header you provided implies functionality that is not implemented'],
+  NotImplemented: [501, 'A header you provided implies functionality that this server does not provide'],
   PreconditionFailed: [412, 'At least one of the pre-conditions you specified did not hold'],
   RequestTimeTooSkewed: [403, 'The difference between the request time and the current time is too large.'],
   SignatureDoesNotMatch: [

@@ -246,7 +246,10 @@ export async function listMultipartUploads(ctx: RequestContext, bucket: string):
   const { index } = ctx.emulator;
   const { query } = ctx.target;
   if (query.get('delimiter')) {
-    throw new S3Error('NotImplemented', 'ListMultipartUploads with a delimiter is not implemented.');
+    throw new S3Error(
+      'NotImplemented',
+      'ListMultipartUploads with a delimiter is not supported by the local S3 emulator.',
+    );
   }
   const { encodingType, encode } = keyEncoding(query);
   const prefix = query.get('prefix') ?? '';

@@ -83,7 +83,7 @@ function notImplemented(operation: string): Route {
   return {
     operation,
     run: async () => {
-      throw new S3Error('NotImplemented', `${operation} is not implemented by the local S3 emulator.`);
+      throw new S3Error('NotImplemented', `${operation} is not supported by the local S3 emulator.`);
     },
   };
 }
