@@ -47,6 +47,8 @@ import { waitFor } from '../helpers/wait.js';
 
 const credentials = { accessKeyId: 'emulator-key', secretAccessKey: 'emulator-secret' };
 const region = 'us-east-1';
+/** Signs as S3 clients do: the path is not encoded a second time. */
+const signer = new SignatureV4({ service: 's3', region, credentials, sha256: Sha256, uriEscapePath: false });
 const MB = 1024 * 1024;
 const MAIN = resolve(import.meta.dirname, '../../local/s3-emulator/main.ts');
 
@@ -129,13 +131,6 @@ async function presign(
   options: { expiresIn?: number; signingDate?: Date } = {},
 ) {
   const endpoint = new URL(url);
-  const signer = new SignatureV4({
-    service: 's3',
-    region,
-    credentials,
-    sha256: Sha256,
-    uriEscapePath: false,
-  });
   const path = `/${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`;
   const signed = await signer.presign(
     {
@@ -162,13 +157,6 @@ async function presign(
  */
 async function signedFetch(method: string, path: string, headers: Record<string, string>, body: Buffer) {
   const endpoint = new URL(emulator.url);
-  const signer = new SignatureV4({
-    service: 's3',
-    region,
-    credentials,
-    sha256: Sha256,
-    uriEscapePath: false,
-  });
   const signed = await signer.sign({
     method,
     protocol: 'http:',
@@ -436,13 +424,6 @@ describe('objects', () => {
 
   it('answers virtual-hosted-style requests (Host: <bucket>.localhost)', async () => {
     await put('raw', 'vhost/object', 'virtual');
-    const signer = new SignatureV4({
-      service: 's3',
-      region,
-      credentials,
-      sha256: Sha256,
-      uriEscapePath: false,
-    });
     const host = `raw.localhost:${emulator.port}`;
     const signed = await signer.sign({
       method: 'GET',
