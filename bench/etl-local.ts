@@ -3,9 +3,9 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import type { DuckDBInstance } from '@duckdb/node-api';
+import { parseFactories, ruleForKey } from '../functions/contracts/factories.js';
 import { connectUtc, sqlString } from '../functions/core/duckdb.js';
 import { etlText } from '../functions/etl/etl-text.js';
-import { parseFactories, ruleForKey } from '../functions/etl/factories.js';
 import { formatSql } from '../functions/etl/formats.js';
 import { resolveRule } from '../functions/etl/rule.js';
 
@@ -44,7 +44,9 @@ export async function etlFile(
       sourceKey: key,
       id: 'bench',
       defaultDevice: 'bench',
-      referenceTime: new Date('2026-01-02T00:00:00Z'),
+      objectTime: new Date('2026-01-02T00:00:00Z'),
+      keyDate: undefined,
+      timestamps: CONFIG.limits.timestamps,
     });
     if (text.kind !== 'normalized') throw new Error(`${path}: ${text.kind}`);
     const { result } = text;
@@ -99,7 +101,7 @@ export async function parseOnly(
   const rule = resolveRule(ruleForKey(factory, key), head);
   const format = formatSql(rule, {
     timeZone: factory.timezone,
-    referenceTime: new Date('2026-01-02T00:00:00Z'),
+    yearReference: new Date('2026-01-02T00:00:00Z'),
   });
   const c = await connectUtc(db);
   await c.run(`CREATE OR REPLACE TEMP TABLE data_lines AS SELECT 0::BIGINT AS n, line AS raw

@@ -355,7 +355,7 @@ if (want('stack')) {
       );
       const { loadBatch } = await import('../functions/warehouse/load-batch.js');
       const { WarehouseFiles } = await import('../functions/warehouse/warehouse-file.js');
-      const { bundledReference } = await import('../functions/enrich/reference.js');
+      const { bundledReference } = await import('../functions/contracts/reference.js');
       const { sqlString } = await import('../functions/core/duckdb.js');
       const ref = {
         ...bundledReference(join(root, '..', 'config')),

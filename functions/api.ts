@@ -3,11 +3,11 @@ import { join } from 'node:path';
 import middy from '@middy/core';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { route } from './api/router.js';
+import { DELTA_KEY } from './contracts/keys.js';
 import { runtimeConfig, secretValue } from './core/config.js';
 import { metricsMiddleware } from './core/metrics-middleware.js';
 import { headObject } from './core/s3.js';
 import { WarehouseReader } from './warehouse/query.js';
-import { DELTA_KEY } from './warehouse/warehouse-file.js';
 
 const dir = join(runtimeConfig.tmpDir, 'api');
 mkdirSync(dir, { recursive: true });

@@ -2,19 +2,19 @@ import { mkdirSync } from 'node:fs';
 import middy from '@middy/core';
 import sqsPartialBatchFailure from '@middy/sqs-partial-batch-failure';
 import type { SQSEvent, SQSRecord } from 'aws-lambda';
+import { configDir, loadFactories } from './contracts/factories.js';
+import { bundledReference } from './contracts/reference.js';
 import { runtimeConfig } from './core/config.js';
 import { openDuckDB } from './core/duckdb.js';
 import { logger } from './core/logger.js';
 import { metricsMiddleware } from './core/metrics-middleware.js';
+import { ReferenceStore } from './core/reference-store.js';
 import { parseS3Notification } from './core/s3-event.js';
 import { sendToWarehouse } from './core/sqs.js';
 import { settleRecords } from './core/sqs-batch.js';
 import { objectEnriched } from './core/telemetry.js';
 import { BaselineCache } from './enrich/baselines.js';
 import { enrichObject } from './enrich/enrich-object.js';
-import { bundledReference } from './enrich/reference.js';
-import { ReferenceStore } from './enrich/reference-store.js';
-import { configDir, loadFactories } from './etl/factories.js';
 
 // Loaded once per container: config errors fail the cold start with the file and path.
 const factories = loadFactories(runtimeConfig.configPath);

@@ -1,7 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import middy from '@middy/core';
 import sqsPartialBatchFailure from '@middy/sqs-partial-batch-failure';
-import type { SQSEvent, SQSRecord } from 'aws-lambda';
+import type { Context, SQSEvent, SQSRecord } from 'aws-lambda';
+import { loadFactories } from './contracts/factories.js';
 import { runtimeConfig } from './core/config.js';
 import { openDuckDB } from './core/duckdb.js';
 import { logger } from './core/logger.js';
@@ -10,17 +11,20 @@ import { parseS3Notification } from './core/s3-event.js';
 import { settleRecords } from './core/sqs-batch.js';
 import { fileProcessed } from './core/telemetry.js';
 import { etlObject } from './etl/etl-object.js';
-import { loadFactories } from './etl/factories.js';
 
 // Loaded once per container, at import: a bad factories.yaml fails the cold start with its path.
 const factories = loadFactories(runtimeConfig.configPath);
 mkdirSync(runtimeConfig.tmpDir, { recursive: true });
 const db = await openDuckDB();
 
+/** Time kept back from the deadline to stop, clean up and report (the function's limit is 300 s). */
+const DEADLINE_MARGIN_MS = 15_000;
+
 /** One SQS record: an S3 notification naming one or more raw objects. */
-async function etlRecord(record: SQSRecord): Promise<void> {
+async function etlRecord(record: SQSRecord, signal: AbortSignal): Promise<void> {
   for (const event of parseS3Notification(record.body, record.messageId)) {
     const outcome = await etlObject(event, {
+      signal,
       factories,
       db,
       lakeBucket: runtimeConfig.buckets.lake,
@@ -31,9 +35,16 @@ async function etlRecord(record: SQSRecord): Promise<void> {
   }
 }
 
-/** A batch of raw-bucket notifications; failed records are reported back for retry. */
-export async function etlBatch(event: SQSEvent) {
-  return settleRecords(event.Records, 2, etlRecord);
+/**
+ * A batch of raw-bucket notifications; failed records are reported back for retry. Work still going
+ * near the function's deadline is stopped and fails its record, rather than being cut off by the
+ * runtime mid-write — or, in the local runtime, which cannot kill it, running on beside its retry.
+ */
+export async function etlBatch(event: SQSEvent, context: Pick<Context, 'getRemainingTimeInMillis'>) {
+  const signal = AbortSignal.timeout(
+    Math.max(1_000, context.getRemainingTimeInMillis() - DEADLINE_MARGIN_MS),
+  );
+  return settleRecords(event.Records, 2, (record) => etlRecord(record, signal));
 }
 
 export const handler = middy(etlBatch)

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import middy from '@middy/core';
+import { LEGACY_KEY } from './contracts/keys.js';
 import { runtimeConfig } from './core/config.js';
 import { metricsMiddleware } from './core/metrics-middleware.js';
 import { getJson, headObject, listObjects, putJson } from './core/s3.js';
@@ -8,7 +9,6 @@ import { queueDepth, sendAll } from './core/sqs.js';
 import { reconciled, reconcileFailed } from './core/telemetry.js';
 import { type ReconcileReport, reconcile } from './reconcile/reconcile.js';
 import { WarehouseReader } from './warehouse/query.js';
-import { LEGACY_KEY } from './warehouse/warehouse-file.js';
 
 // The warehouse copies persist in /tmp across invocations of a warm container (cached by ETag).
 const dir = join(runtimeConfig.tmpDir, 'reconcile');

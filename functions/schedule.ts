@@ -1,11 +1,11 @@
 import { SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import middy from '@middy/core';
 import type { ScheduledEvent } from 'aws-lambda';
+import { loadFactories } from './contracts/factories.js';
 import { runtimeConfig } from './core/config.js';
 import { logger } from './core/logger.js';
 import { metricsMiddleware } from './core/metrics-middleware.js';
 import { sqs } from './core/sqs.js';
-import { loadFactories } from './etl/factories.js';
 import { dueSources } from './fetch/due-sources.js';
 
 const factories = loadFactories(runtimeConfig.configPath);

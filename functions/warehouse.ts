@@ -2,14 +2,14 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import middy from '@middy/core';
 import type { SQSEvent } from 'aws-lambda';
+import { configDir, loadFactories } from './contracts/factories.js';
+import { type WarehouseMessage, warehouseMessageSchema } from './contracts/messages.js';
+import { bundledReference } from './contracts/reference.js';
 import { runtimeConfig } from './core/config.js';
 import { logger } from './core/logger.js';
 import { metricsMiddleware } from './core/metrics-middleware.js';
+import { ReferenceStore } from './core/reference-store.js';
 import { warehouseLoaded } from './core/telemetry.js';
-import { type WarehouseMessage, warehouseMessageSchema } from './core/warehouse-message.js';
-import { bundledReference } from './enrich/reference.js';
-import { ReferenceStore } from './enrich/reference-store.js';
-import { configDir, loadFactories } from './etl/factories.js';
 import { loadBatch } from './warehouse/load-batch.js';
 import { WarehouseFiles } from './warehouse/warehouse-file.js';
 

@@ -1,6 +1,6 @@
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { type Manifest, manifestSchema } from '../functions/core/manifest.js';
-import { manifestKeyOf } from '../functions/core/object-keys.js';
+import { manifestKeyOf } from '../functions/contracts/keys.js';
+import { type Manifest, manifestSchema } from '../functions/contracts/manifest.js';
 import { joinLines, jsonlReadings, syslogLines, templatedLog, wideCsv } from './demo-data.js';
 
 export const DEMO_FACTORY = 'demo';

@@ -79,7 +79,8 @@ export async function runDev(opts: { demo: boolean }): Promise<void> {
 
 /** Runs the fetch function once for each demo source (as the schedule would) and returns the raw keys. */
 async function fetchDemoSources(runtime: Awaited<ReturnType<typeof startRuntime>>): Promise<string[]> {
-  const { loadFetchState, fetchStateKey } = await import('../functions/fetch/fetch-state.js');
+  const { loadFetchState } = await import('../functions/fetch/fetch-state.js');
+  const { fetchStateKey } = await import('../functions/contracts/keys.js');
   const keys: string[] = [];
   for (const source of ['line3-controller', 'historian']) {
     const event = {

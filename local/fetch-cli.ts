@@ -7,7 +7,7 @@ import { exportFunctionEnv, localSettings } from './settings.js';
 export async function runFetch(factoryId: string, write: (line: string) => void): Promise<number> {
   exportFunctionEnv(localSettings(), {});
   const { runtimeConfig, secretValue } = await import('../functions/core/config.js');
-  const { loadFactories } = await import('../functions/etl/factories.js');
+  const { loadFactories } = await import('../functions/contracts/factories.js');
   const { fetchSource } = await import('../functions/fetch/fetch-source.js');
   const { mkdir } = await import('node:fs/promises');
   await mkdir(runtimeConfig.tmpDir, { recursive: true });

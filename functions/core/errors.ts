@@ -61,6 +61,24 @@ export class TempSpaceError extends TransientObjectError {
   }
 }
 
+/**
+ * The work on an object was stopped at the function's deadline (a little before it, so that the
+ * temporary files are removed and the failure is reported). Transient: the message is retried after its
+ * visibility timeout, and no second run of the same object can overlap the first, which has stopped.
+ */
+export class DeadlineError extends TransientObjectError {
+  override name = 'DeadlineError';
+  readonly code = 'deadline';
+
+  constructor(ref: ObjectRef, seconds: number, options?: { cause?: unknown }) {
+    super(
+      ref,
+      `stopped after ${seconds.toFixed(0)} s, at the function's time limit; it will be retried`,
+      options,
+    );
+  }
+}
+
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 
 /**

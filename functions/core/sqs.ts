@@ -4,9 +4,9 @@ import {
   SendMessageCommand,
   SQSClient,
 } from '@aws-sdk/client-sqs';
+import { deduplicationId, WAREHOUSE_GROUP, type WarehouseMessage } from '../contracts/messages.js';
 import { forEachConcurrent } from './concurrency.js';
 import { runtimeConfig } from './config.js';
-import { deduplicationId, WAREHOUSE_GROUP, type WarehouseMessage } from './warehouse-message.js';
 
 let client: SQSClient | undefined;
 

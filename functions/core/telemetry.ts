@@ -1,7 +1,8 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { Manifest } from '../contracts/manifest.js';
+import { DATA_TABLES } from '../contracts/tables.js';
 import type { FetchResult } from '../fetch/fetch-source.js';
 import { logger } from './logger.js';
-import type { Manifest } from './manifest.js';
 
 /**
  * Every metric the pipeline exports, and the named events that log and count together. Metric names
@@ -29,6 +30,12 @@ export const metrics = {
     name: `${PREFIX}rejected_rows_total`,
     help: 'Input lines rejected, per factory and reason.',
     labelNames: ['factory', 'reason'] as const,
+    registers: [registry],
+  }),
+  overRejectRatio: new Counter({
+    name: `${PREFIX}files_over_reject_ratio_total`,
+    help: 'Files that loaded but rejected more of their lines than limits.maxRejectRatio, per factory.',
+    labelNames: ['factory'] as const,
     registers: [registry],
   }),
   bytes: new Counter({
@@ -240,12 +247,12 @@ export function fileProcessed(stage: string, manifest: Manifest, outcome: string
   const { factory } = manifest;
   metrics.files.inc({ stage, factory, outcome });
   if (outcome !== 'duplicate') {
-    metrics.rows.inc({ stage, factory, table: 'readings' }, manifest.rows.readings);
-    metrics.rows.inc({ stage, factory, table: 'events' }, manifest.rows.events);
+    for (const table of DATA_TABLES) metrics.rows.inc({ stage, factory, table }, manifest.rows[table]);
     for (const [reason, n] of Object.entries(manifest.rejectReasons))
       metrics.rejectedRows.inc({ factory, reason }, n);
     metrics.bytes.inc({ stage, factory }, manifest.bytes);
     metrics.stageDuration.observe({ stage }, manifest.seconds);
+    if (manifest.warnings?.length) metrics.overRejectRatio.inc({ factory });
   }
   logger.info(
     {
@@ -258,6 +265,7 @@ export function fileProcessed(stage: string, manifest: Manifest, outcome: string
       lines: manifest.lines,
       rows: manifest.rows,
       seconds: manifest.seconds,
+      ...(manifest.warnings?.length ? { warnings: manifest.warnings } : {}),
       ...(manifest.quarantine
         ? { error_code: manifest.quarantine.code, reason: manifest.quarantine.reason }
         : {}),

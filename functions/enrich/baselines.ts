@@ -1,8 +1,8 @@
 import { join } from 'node:path';
+import { BASELINES_KEY } from '../contracts/keys.js';
 import { downloadIfChanged } from '../core/s3.js';
 
 /** Where the warehouse publishes per-(factory, device, metric) baselines for the enrich function. */
-export const BASELINES_KEY = 'baselines/readings.parquet';
 
 /**
  * The latest published baselines, cached in /tmp by ETag. `undefined` until the warehouse has

@@ -1,16 +1,18 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import type { FactoriesConfig } from '../contracts/factories.js';
+import { enrichedKey, parseDataKey, parseManifestKey } from '../contracts/keys.js';
+import type { WarehouseMessage } from '../contracts/messages.js';
+import { fromMetadata, toMetadata } from '../contracts/provenance.js';
+import { columnsOf, type DataTable, selectList } from '../contracts/tables.js';
 import { sqlString, withConnection } from '../core/duckdb.js';
 import { PermanentObjectError } from '../core/errors.js';
-import { enrichedKey, MANIFEST_KEY, NORMALIZED_KEY } from '../core/object-keys.js';
+import type { Reference, ReferenceStore } from '../core/reference-store.js';
+import { appendReference } from '../core/reference-tables.js';
 import { downloadToFile, uploadFile } from '../core/s3.js';
 import type { S3ObjectEvent } from '../core/s3-event.js';
-import type { WarehouseMessage } from '../core/warehouse-message.js';
-import type { FactoriesConfig } from '../etl/factories.js';
 import type { BaselineCache } from './baselines.js';
-import type { Reference, ReferenceStore } from './reference-store.js';
-import { appendReference } from './reference-tables.js';
 
 export interface EnrichDeps {
   db: DuckDBInstance;
@@ -22,7 +24,7 @@ export interface EnrichDeps {
 }
 
 export interface EnrichStats {
-  table: 'readings' | 'events' | 'manifest';
+  table: DataTable | 'manifest';
   rows: number;
   unknownDevices: number;
   unknownCodes: number;
@@ -30,6 +32,15 @@ export interface EnrichStats {
   factory: string;
   seconds: number;
 }
+
+/** The device registry's columns, and the raw version's ETag, as both tables have them. */
+const REGISTRY_COLUMNS = {
+  source_etag: '$source_etag',
+  model: 'd.model',
+  line: 'd.line',
+  site: 'd.site',
+  criticality: 'd.criticality',
+};
 
 /** Weight of a device's criticality in the severity score; unknown devices count as medium. */
 const CRITICALITY_WEIGHT = { critical: 1, high: 0.85, medium: 0.7, low: 0.5 } as const;
@@ -77,10 +88,13 @@ export async function enrichReadings(
     WHERE coalesce(h.n, 0) >= ${baselineMinSamples} OR c.n >= ${baselineMinSamples}`);
   await c.run(
     `CREATE OR REPLACE TEMP TABLE enriched AS
-    SELECT s.*, $source_etag AS source_etag, d.model, d.line, d.site, d.criticality,
-      b.median AS baseline_median, b.mad AS baseline_mad,
-      (s.value - b.median) / nullif(1.4826 * b.mad, 0) AS anomaly_score,
-      coalesce(abs((s.value - b.median) / nullif(1.4826 * b.mad, 0)) > ${anomalyThreshold}, false) AS is_anomaly
+    SELECT s.*, ${selectList('readings', columnsOf('readings', 'enriched'), {
+      ...REGISTRY_COLUMNS,
+      baseline_median: 'b.median',
+      baseline_mad: 'b.mad',
+      anomaly_score: '(s.value - b.median) / nullif(1.4826 * b.mad, 0)',
+      is_anomaly: `coalesce(abs((s.value - b.median) / nullif(1.4826 * b.mad, 0)) > ${anomalyThreshold}, false)`,
+    })}
     FROM src s
     LEFT JOIN ref_devices d ON d.factory = s.factory AND d.device = s.device
     LEFT JOIN base b ON b.factory = s.factory AND b.device = s.device AND b.metric = s.metric
@@ -109,10 +123,15 @@ export async function enrichEvents(
     .join(' ')} ELSE ${CRITICALITY_WEIGHT.medium} END`;
   await c.run(
     `CREATE OR REPLACE TEMP TABLE enriched AS
-    SELECT s.*, $source_etag AS source_etag, d.model, d.line, d.site, d.criticality,
-      k.category, k.description AS code_description, k.action AS recommended_action, k.severity AS code_severity,
-      CAST(least(coalesce(s.severity, 7), coalesce(k.severity, 7)) AS TINYINT) AS effective_severity,
-      CAST(round(100.0 * (7 - least(coalesce(s.severity, 7), coalesce(k.severity, 7))) / 7 * ${weight}) AS INTEGER) AS severity_score
+    SELECT s.*, ${selectList('events', columnsOf('events', 'enriched'), {
+      ...REGISTRY_COLUMNS,
+      category: 'k.category',
+      code_description: 'k.description',
+      recommended_action: 'k.action',
+      code_severity: 'k.severity',
+      effective_severity: 'least(coalesce(s.severity, 7), coalesce(k.severity, 7))',
+      severity_score: `round(100.0 * (7 - least(coalesce(s.severity, 7), coalesce(k.severity, 7))) / 7 * ${weight})`,
+    })}
     FROM read_parquet(${sqlString(input.path)}) s
     LEFT JOIN ref_devices d ON d.factory = s.factory AND d.device = s.device
     LEFT JOIN ref_codes k ON k.code = s.code
@@ -141,7 +160,7 @@ export async function enrichEvents(
  */
 export async function enrichObject(event: S3ObjectEvent, deps: EnrichDeps): Promise<EnrichStats | undefined> {
   const started = performance.now();
-  const manifest = MANIFEST_KEY.exec(event.key);
+  const manifest = parseManifestKey(event.key);
   if (manifest) {
     if (!event.eTag) throw new PermanentObjectError(event, 'no-etag', 'notification has no ETag');
     await deps.send({ kind: 'manifest', bucket: event.bucket, key: event.key, eTag: event.eTag });
@@ -151,23 +170,26 @@ export async function enrichObject(event: S3ObjectEvent, deps: EnrichDeps): Prom
       unknownDevices: 0,
       unknownCodes: 0,
       anomalies: 0,
-      factory: manifest[1]!,
+      factory: manifest.factory,
       seconds: 0,
     };
   }
-  const match = NORMALIZED_KEY.exec(event.key);
-  if (!match) return undefined; // not ours (the topology's filters should not let it through)
-  const table = match[1] as 'readings' | 'events';
+  const data = parseDataKey(event.key);
+  // Not ours (the topology's filters should not let it through).
+  if (data?.layer !== 'normalized') return undefined;
+  const { table } = data;
   const work = await mkdtemp(join(deps.tmpDir, 'enrich-'));
   try {
     const path = join(work, 'in.parquet');
     const out = join(work, 'out.parquet');
     const info = await downloadToFile(event.bucket, event.key, path);
-    const sourceKey = decodeURIComponent(info.metadata['source-key'] ?? '');
-    const sourceETag = info.metadata['source-etag'] ?? '';
-    const rawCreatedAt = info.metadata['source-created-at'] ?? info.lastModified.toISOString();
-    if (!sourceKey)
-      throw new PermanentObjectError(event, 'no-provenance', 'normalized object has no source-key metadata');
+    let provenance: ReturnType<typeof fromMetadata>;
+    try {
+      provenance = fromMetadata(info.metadata);
+    } catch (err) {
+      throw new PermanentObjectError(event, 'no-provenance', (err as Error).message, { cause: err });
+    }
+    const { sourceKey, sourceETag, sourceCreatedAt: rawCreatedAt } = provenance;
     const reference = await deps.reference.current();
     const baselinesPath = table === 'readings' ? await deps.baselines.current() : undefined;
     const stats = await withConnection(deps.db, async (c) => {
@@ -177,10 +199,13 @@ export async function enrichObject(event: S3ObjectEvent, deps: EnrichDeps): Prom
         : enrichEvents(c, { path, out, sourceETag });
     });
     const key = enrichedKey(event.key);
-    const eTag = await uploadFile(event.bucket, key, out, 'application/vnd.apache.parquet', {
-      ...info.metadata,
-      'normalized-etag': info.eTag,
-    });
+    const eTag = await uploadFile(
+      event.bucket,
+      key,
+      out,
+      'application/vnd.apache.parquet',
+      toMetadata({ ...provenance, normalizedETag: info.eTag }),
+    );
     await deps.send({
       kind: 'data',
       table,
@@ -193,7 +218,7 @@ export async function enrichObject(event: S3ObjectEvent, deps: EnrichDeps): Prom
       rawCreatedAt,
       enrichedAt: new Date().toISOString(),
     });
-    return { ...stats, table, factory: match[2]!, seconds: (performance.now() - started) / 1000 };
+    return { ...stats, table, factory: data.factory, seconds: (performance.now() - started) / 1000 };
   } finally {
     await rm(work, { recursive: true, force: true });
   }

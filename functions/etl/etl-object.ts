@@ -3,25 +3,26 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { DeleteObjectsCommand } from '@aws-sdk/client-s3';
-import type { DuckDBInstance } from '@duckdb/node-api';
-import { withConnection } from '../core/duckdb.js';
-import { isDiskFull, PermanentObjectError, TempSpaceError } from '../core/errors.js';
-import { type Manifest, manifestSchema } from '../core/manifest.js';
+import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import { type FactoriesConfig, type Factory, ruleForKey } from '../contracts/factories.js';
 import {
+  dateOfRawKey,
+  deviceOfRawKey,
   enrichedKey,
   FACTORY_ID,
   factoryOfKey,
   manifestKey,
   NORMALIZED_PREFIX,
-  normalizedKey,
   objectId,
   quarantinedFileKey,
-  rejectsKey,
-} from '../core/object-keys.js';
+} from '../contracts/keys.js';
+import { type Manifest, manifestSchema } from '../contracts/manifest.js';
+import { toMetadata } from '../contracts/provenance.js';
+import { withConnection } from '../core/duckdb.js';
+import { DeadlineError, isDiskFull, PermanentObjectError, TempSpaceError } from '../core/errors.js';
 import { getJson, type ObjectInfo, openObject, putJson, s3, uploadFile } from '../core/s3.js';
 import type { S3ObjectEvent } from '../core/s3-event.js';
 import { type EtlTextOutcome, etlText, tempBytesNeeded } from './etl-text.js';
-import { type FactoriesConfig, type Factory, ruleForKey } from './factories.js';
 
 export interface EtlDeps {
   factories: FactoriesConfig;
@@ -29,6 +30,8 @@ export interface EtlDeps {
   lakeBucket: string;
   tmpDir: string;
   maxLineBytes: number;
+  /** Aborted at the function's deadline: the ETL stops (DuckDB is interrupted) and throws DeadlineError. */
+  signal?: AbortSignal;
 }
 
 export type EtlOutcome =
@@ -156,17 +159,21 @@ async function etlVersion(
     let text: EtlTextOutcome;
     try {
       text = await withConnection(deps.db, (c) =>
-        etlText(c, decompressed(), {
-          dir: work,
-          maxLineBytes: deps.maxLineBytes,
-          fileRule: ruleForKey(factory, event.key),
-          factory: factory.id,
-          factoryTimeZone: factory.timezone,
-          sourceKey: event.key,
-          id,
-          defaultDevice: defaultDevice(event.key),
-          referenceTime: info.lastModified,
-        }),
+        untilAborted(deps.signal, c, stream, ref, startedAt, () =>
+          etlText(c, decompressed(), {
+            dir: work,
+            maxLineBytes: deps.maxLineBytes,
+            fileRule: ruleForKey(factory, event.key),
+            factory: factory.id,
+            factoryTimeZone: factory.timezone,
+            sourceKey: event.key,
+            id,
+            defaultDevice: deviceOfRawKey(event.key),
+            objectTime: info.lastModified,
+            keyDate: dateOfRawKey(event.key),
+            timestamps: deps.factories.limits.timestamps,
+          }),
+        ),
       );
     } catch (err) {
       if (gzip && (err as NodeJS.ErrnoException).code?.startsWith('Z_')) {
@@ -207,16 +214,15 @@ async function etlVersion(
     const { split, rule, result } = text;
 
     const outputs: string[] = [];
+    const provenance = toMetadata({
+      sourceBucket: event.bucket,
+      sourceKey: event.key,
+      sourceETag: info.eTag,
+      sourceCreatedAt: info.lastModified.toISOString(),
+    });
     for (const file of result.files) {
-      const key = file.kind === 'rejects' ? rejectsKey(file.relativePath) : normalizedKey(file.relativePath);
-      await uploadFile(deps.lakeBucket, key, file.path, 'application/vnd.apache.parquet', {
-        // S3 metadata is ASCII: the key is URI-encoded.
-        'source-key': encodeURIComponent(event.key),
-        'source-bucket': event.bucket,
-        'source-etag': info.eTag,
-        'source-created-at': info.lastModified.toISOString(),
-      });
-      outputs.push(key);
+      await uploadFile(deps.lakeBucket, file.key, file.path, 'application/vnd.apache.parquet', provenance);
+      outputs.push(file.key);
     }
     if (previous.success) await deleteStale(deps.lakeBucket, previous.data.outputs, outputs);
 
@@ -246,6 +252,9 @@ async function etlVersion(
       finishedAt: finishedAt.toISOString(),
       minTs: result.minTs,
       maxTs: result.maxTs,
+      multilineRecords: result.multilineRecords,
+      lineEndings: split.loneCr ? 'cr' : undefined,
+      warnings: warnings(result.lines, deps.factories.limits.maxRejectRatio),
     };
     await putJson(deps.lakeBucket, mKey, manifest);
     return { status: 'loaded', manifest };
@@ -254,10 +263,48 @@ async function etlVersion(
   }
 }
 
-/** `plant/2024/01/02/press-07.csv.gz` → `press-07`. */
-export function defaultDevice(key: string): string {
-  const name = key.slice(key.lastIndexOf('/') + 1);
-  return name.replace(/(\.(gz|log|txt|csv|tsv|jsonl|json|ndjson|syslog))+$/i, '') || name;
+/**
+ * Runs `work` on connection `c` reading `stream`; when `signal` aborts, interrupts the query, ends the
+ * stream and throws DeadlineError once `work` has stopped (so that nothing still writes into the work
+ * folder when it is removed).
+ */
+async function untilAborted<T>(
+  signal: AbortSignal | undefined,
+  c: DuckDBConnection,
+  stream: Readable,
+  ref: { bucket: string; key: string },
+  startedAt: Date,
+  work: () => Promise<T>,
+): Promise<T> {
+  if (!signal) return work();
+  const stop = () => {
+    c.interrupt();
+    stream.destroy(new Error('deadline'));
+  };
+  if (signal.aborted) stop();
+  signal.addEventListener('abort', stop, { once: true });
+  try {
+    return await work();
+  } catch (err) {
+    if (signal.aborted)
+      throw new DeadlineError(ref, (Date.now() - startedAt.getTime()) / 1000, { cause: err });
+    throw err;
+  } finally {
+    signal.removeEventListener('abort', stop);
+  }
+}
+
+/**
+ * What the manifest should tell about a file that loaded: more rejected lines than the limit allows
+ * (its good lines are loaded all the same).
+ */
+export function warnings(lines: Manifest['lines'], maxRejectRatio: number): string[] | undefined {
+  const data = lines.total - lines.blank - lines.header;
+  if (data === 0 || lines.rejected / data <= maxRejectRatio) return undefined;
+  const pct = (x: number) => `${Math.round(x * 1000) / 10}%`;
+  return [
+    `rejected ${lines.rejected} of ${data} lines (${pct(lines.rejected / data)}), over limits.maxRejectRatio ${pct(maxRejectRatio)}: check the rule for this file`,
+  ];
 }
 
 /**

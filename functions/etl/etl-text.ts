@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import type { FileRule } from './factories.js';
+import type { FileRule } from '../contracts/factories.js';
 import { type LineChunk, type SplitResult, startSplit } from './line-splitter.js';
 import { type NormalizeResult, normalize } from './normalize.js';
 import { type ResolvedRule, resolveRule } from './rule.js';
@@ -24,8 +24,12 @@ export interface EtlTextOptions {
   sourceKey: string;
   id: string;
   defaultDevice: string;
-  /** When the object was created (gives RFC 3164 syslog lines their year). */
-  referenceTime: Date;
+  /** When the object was created. */
+  objectTime: Date;
+  /** The day the object's key names (`<factory>/yyyy/mm/dd/…`), if any. */
+  keyDate: string | undefined;
+  /** The plausible window for timestamps: not before this, not more than this many hours after the object. */
+  timestamps: { notBefore: string; maxAheadHours: number };
   /** Chunk size of the byte pass; tests make it small to cross many chunk and batch boundaries. */
   chunkBytes?: number;
 }
@@ -89,10 +93,19 @@ export async function etlText(
       sourceKey: options.sourceKey,
       id: options.id,
       outDir: join(options.dir, 'out'),
-      context: {
+      time: {
         timeZone: rule.timestamp.timezone ?? options.factoryTimeZone,
-        referenceTime: options.referenceTime,
+        // Year-less stamps take the year of the key's day (its end), else of the object's creation.
+        yearReference: options.keyDate
+          ? new Date(Date.parse(`${options.keyDate}T00:00:00Z`) + 86_400_000)
+          : options.objectTime,
       },
+      window: {
+        notBefore: new Date(options.timestamps.notBefore),
+        notAfter: new Date(options.objectTime.getTime() + options.timestamps.maxAheadHours * 3_600_000),
+      },
+      objectTime: options.objectTime,
+      keyDate: options.keyDate,
       defaultDevice: options.defaultDevice,
     });
     finished = true;

@@ -1,29 +1,35 @@
+import { severitySql } from '../contracts/severity.js';
 import { sqlString } from '../core/duckdb.js';
-import { mappedFields, type ResolvedRule } from './rule.js';
-import { severitySql } from './severity.js';
+import { mappedFields, type ResolvedRule, WHITESPACE } from './rule.js';
+import { type TimeContext, timestampSql } from './timestamps.js';
 
 /**
- * How each input format is parsed inside DuckDB. `parse` is a SELECT over `data_lines(n, raw)` that
- * yields `n, raw, err` (NULL when the line parsed) plus the format's own columns; `field(name)` is the
- * SQL for one named field of a parsed line (VARCHAR, NULL when absent). Formats may also supply the
- * timestamp, severity and attributes directly when the format itself defines them (syslog).
- * Field, timestamp and attribute SQL must be safe on a line that did not parse (NULL, not an error):
- * it is evaluated on every line, and the line's `err` decides.
+ * How each input format is parsed inside DuckDB. `parse` is a SELECT over `data_lines(n, raw, lines)`
+ * (a record: one line, or several joined with \n) that yields `n, raw, lines, err` (NULL when the
+ * record parsed) plus the format's own columns; `field(name)` is the SQL for one named field of a
+ * parsed record (VARCHAR, NULL when absent); `values(names)` the fields as one LIST (so that a file
+ * of 10,000 columns is one expression, not 10,000); `attributes(used)` a JSON object of the fields the
+ * mapping does not use. Formats may also supply the timestamp, severity and attributes directly when
+ * the format itself defines them (syslog). All of it must be safe on a record that did not parse
+ * (NULL, not an error): it is evaluated on every record, and the record's `err` decides.
  */
 export interface FormatSql {
   parse: string;
   field(name: string): string;
+  values(names: readonly string[]): string;
   /** Overrides the mapped timestamp: SQL yielding TIMESTAMPTZ, and the raw text for reject reasons. */
   ts?: { expr: string; raw: string };
-  severity?: string;
-  attributes: string;
+  severity?: { value: string; raw: string };
+  attributes(used: ReadonlySet<string>): string;
 }
 
-export interface FormatContext {
-  /** Naive-time zone for this file. */
-  timeZone: string;
-  /** When the object was created: gives RFC 3164 timestamps (which have no year) their year. */
-  referenceTime: Date;
+const NULL_JSON = 'CAST(NULL AS JSON)';
+
+/** A JSON object of named VARCHAR fields, NULL when it would be empty. */
+function jsonOf(names: readonly string[], values: string): string {
+  if (names.length === 0) return NULL_JSON;
+  // A MAP from two lists: one expression however many fields (json_object takes one argument each).
+  return `CAST(to_json(map(${list(names)}, ${values})) AS JSON)`;
 }
 
 const RFC5424 = String.raw`^<(\d{1,3})>1 (\S+) (\S+) (\S+) (\S+) (\S+) (-|(?:\[(?:[^\]\\]|\\.)*\])+) ?(.*)$`;
@@ -39,17 +45,13 @@ function list(values: readonly string[]): string {
   return `[${values.map(sqlString).join(', ')}]`;
 }
 
-export function formatSql(rule: ResolvedRule, ctx: FormatContext): FormatSql {
+export function formatSql(rule: ResolvedRule, ctx: TimeContext): FormatSql {
   switch (rule.format) {
     case 'jsonl': {
       // Every field the mapping may ask for, extracted in one pass: json_extract_string with a list of
       // paths parses each line once (one call per field would parse it once per field).
       const names = [
-        ...new Set([
-          ...rule.fields,
-          ...mappedFields(rule.map),
-          ...(rule.wide?.metrics === '*' ? [] : (rule.wide?.metrics ?? [])),
-        ]),
+        ...new Set([...rule.fields, ...mappedFields(rule.map), ...(rule.wide ?? []).map((m) => m.field)]),
       ];
       const index = new Map(names.map((n, i) => [n, i + 1]));
       const paths = `[${names.map((n) => sqlString(jsonPath(n))).join(', ')}]`;
@@ -58,76 +60,100 @@ export function formatSql(rule: ResolvedRule, ctx: FormatContext): FormatSql {
         // A valid line that starts with `{` is an object; only other valid lines need json_type (which
         // parses the line again). CASE, not AND/OR: DuckDB may evaluate a conjunction's terms in any
         // order, and JSON functions raise on invalid JSON.
-        parse: `SELECT n, raw,
+        parse: `SELECT n, raw, lines,
             CASE WHEN NOT ok THEN 'invalid JSON'
                  WHEN NOT is_object THEN 'not a JSON object (got ' || lower(json_type(raw)) || ')' END AS err,
             CASE WHEN is_object THEN raw END AS obj,
             CASE WHEN is_object THEN ${names.length ? `json_extract_string(raw, ${paths})` : '[]::VARCHAR[]'} END AS jf
-          FROM (SELECT n, raw, ok,
+          FROM (SELECT n, raw, lines, ok,
                   CASE WHEN NOT ok THEN false WHEN prefix(raw, '{') THEN true ELSE json_type(raw) = 'OBJECT' END AS is_object
-                FROM (SELECT n, raw, json_valid(raw) AS ok FROM data_lines))`,
+                FROM (SELECT n, raw, lines, json_valid(raw) AS ok FROM data_lines))`,
         field: (name) => {
           const i = index.get(name);
           return i === undefined ? `json_extract_string(obj, ${sqlString(jsonPath(name))})` : `jf[${i}]`;
         },
-        attributes: 'CAST(obj AS JSON)',
+        values: (fields) => `list_select(jf, [${fields.map((f) => index.get(f)).join(', ')}])`,
+        // The object less the keys the mapping took: a merge patch with null deletes them.
+        attributes: (used) => {
+          const drop = [...used].filter((f) => !f.startsWith('$'));
+          const patch = JSON.stringify(Object.fromEntries(drop.map((f) => [f, null])));
+          return drop.length === 0
+            ? 'CAST(obj AS JSON)'
+            : `CAST(nullif(json_merge_patch(obj, ${sqlString(patch)}), '{}') AS JSON)`;
+        },
       };
     }
     case 'csv': {
       const { delimiter } = rule.csv!;
+      const count = rule.fields.length;
+      const index = new Map(rule.fields.map((f, i) => [f, i + 1]));
+      const fieldsOf = {
+        field: (name: string) => {
+          const i = index.get(name);
+          return i === undefined ? 'CAST(NULL AS VARCHAR)' : `f[${i}]`;
+        },
+        values: (fields: readonly string[]) =>
+          `list_select(f, [${fields.map((f) => index.get(f)).join(', ')}])`,
+        attributes: (used: ReadonlySet<string>) => {
+          const rest = rule.fields.filter((f) => !used.has(f));
+          return jsonOf(rest, `list_select(f, [${rest.map((f) => index.get(f)).join(', ')}])`);
+        },
+      };
+      if (delimiter === WHITESPACE) {
+        // Runs of spaces and tabs; the line's leading and trailing ones are not fields.
+        return {
+          parse: `SELECT n, raw, lines,
+              CASE WHEN len(f) <> ${count} THEN 'expected ${count} fields, got ' || len(f) END AS err, f
+            FROM (SELECT n, raw, lines, string_split_regex(regexp_replace(raw, '^[ \t]+|[ \t]+$', '', 'g'), '[ \t]+') AS f
+                  FROM data_lines)`,
+          ...fieldsOf,
+        };
+      }
       const d = sqlString(delimiter);
       const dRe = delimiter.replace(/[\\^$.|?*+()[\]{}]/g, '\\$&');
       const fieldRe = sqlString(`("(?:[^"]|"")*"|[^${dRe}"]*)${dRe}`);
       const lineRe = sqlString(`(?:("(?:[^"]|"")*"|[^${dRe}"]*)${dRe})*`);
-      const count = rule.fields.length;
-      const index = new Map(rule.fields.map((f, i) => [f, i + 1]));
       return {
         // Lines without a quote split natively; quoted lines go through an RE2 pattern for RFC 4180 fields.
-        parse: `SELECT n, raw,
+        parse: `SELECT n, raw, lines,
             CASE WHEN quoted AND NOT regexp_full_match(raw || ${d}, ${lineRe}) THEN 'unbalanced quotes'
                  WHEN len(f) <> ${count} THEN 'expected ${count} fields, got ' || len(f) END AS err,
             f
-          FROM (SELECT n, raw, quoted,
+          FROM (SELECT n, raw, lines, quoted,
               CASE WHEN NOT quoted THEN string_split(raw, ${d})
                    ELSE list_transform(regexp_extract_all(raw || ${d}, ${fieldRe}, 1),
                      x -> CASE WHEN starts_with(x, '"') THEN replace(x[2:-2], '""', '"') ELSE x END) END AS f
-            FROM (SELECT n, raw, contains(raw, '"') AS quoted FROM data_lines))`,
-        field: (name) => {
-          const i = index.get(name);
-          return i === undefined ? 'CAST(NULL AS VARCHAR)' : `f[${i}]`;
-        },
-        attributes: `json_object(${rule.fields.flatMap((f, i) => [sqlString(f), `f[${i + 1}]`]).join(', ')})`,
+            FROM (SELECT n, raw, lines, contains(raw, '"') AS quoted FROM data_lines))`,
+        ...fieldsOf,
       };
     }
     case 'syslog': {
-      const year = ctx.referenceTime.getUTCFullYear();
-      const zone = sqlString(ctx.timeZone);
       const pick = (name: string) =>
         RFC3164_FIELDS.includes(name)
           ? `CASE WHEN g5.pri <> '' THEN nullif(g5.${name}, '-') ELSE nullif(g3.${name}, '') END`
           : `CASE WHEN g5.pri <> '' THEN nullif(g5.${name}, '-') END`;
       // Each line goes through the one pattern its header calls for (`<PRI>1 ` is RFC 5424); the other
-      // one's groups are NULL. RFC 3164 has no year: take the object's, and the year before when that
-      // would put the line more than two days in the future (a December log read in January).
-      const ts3164 = (y: number) =>
-        `timezone(${zone}, try_strptime('${y} ' || regexp_replace(g3.ts, '\\s+', ' '), '%Y %b %d %H:%M:%S'))`;
-      const reference = `TIMESTAMPTZ '${ctx.referenceTime.toISOString()}'`;
+      // one's groups are NULL. RFC 3164 has no year: it is inferred as for any year-less stamp.
       return {
-        parse: `SELECT n, raw,
+        parse: `SELECT n, raw, lines,
             CASE WHEN coalesce(g5.pri, g3.pri, '') = '' THEN 'not a syslog line (RFC 5424 or RFC 3164)' END AS err, g5, g3
-          FROM (SELECT n, raw,
+          FROM (SELECT n, raw, lines,
               regexp_extract(CASE WHEN v1 THEN raw END, ${sqlString(RFC5424)}, ${list(SYSLOG_FIELDS)}) AS g5,
               regexp_extract(CASE WHEN NOT v1 THEN raw END, ${sqlString(RFC3164)}, ${list(RFC3164_FIELDS)}) AS g3
-            FROM (SELECT n, raw, regexp_matches(raw, '^<\\d{1,3}>1 ') AS v1 FROM data_lines))`,
+            FROM (SELECT n, raw, lines, regexp_matches(raw, '^<\\d{1,3}>1 ') AS v1 FROM data_lines))`,
         field: (name) => (SYSLOG_FIELDS.includes(name) ? pick(name) : 'CAST(NULL AS VARCHAR)'),
+        values: (names) => `[${names.map((n) => (SYSLOG_FIELDS.includes(n) ? pick(n) : 'NULL')).join(', ')}]`,
         ts: {
-          expr: `CASE WHEN g5.pri <> '' THEN TRY_CAST(g5.ts AS TIMESTAMPTZ)
-                 WHEN ${ts3164(year)} > ${reference} + INTERVAL 2 DAY THEN ${ts3164(year - 1)}
-                 ELSE ${ts3164(year)} END`,
+          expr: `CASE WHEN g5.pri <> '' THEN ${timestampSql('g5.ts', 'iso8601', ctx)}
+                 ELSE ${timestampSql('g3.ts', '%b %d %H:%M:%S', ctx)} END`,
           raw: pick('ts'),
         },
-        severity: `CAST(TRY_CAST(${pick('pri')} AS INTEGER) % 8 AS TINYINT)`,
-        attributes: `json_object('facility', TRY_CAST(${pick('pri')} AS INTEGER) // 8, 'procid', ${pick('procid')},
+        severity: {
+          value: `CAST(TRY_CAST(${pick('pri')} AS INTEGER) % 8 AS TINYINT)`,
+          raw: `'<' || ${pick('pri')} || '>'`,
+        },
+        attributes:
+          () => `json_object('facility', TRY_CAST(${pick('pri')} AS INTEGER) // 8, 'procid', ${pick('procid')},
           'msgid', ${pick('msgid')}, 'structured_data', ${pick('sd')}, 'rfc', CASE WHEN g5.pri <> '' THEN 5424 ELSE 3164 END)`,
       };
     }
@@ -141,24 +167,27 @@ export function formatSql(rule: ResolvedRule, ctx: FormatContext): FormatSql {
       // swallow the closing parenthesis): it takes two calls per line.
       const whole = '#line';
       const wrap = !regex.includes('\\Q');
-      const used = mappedFields(rule.map);
-      const extra = groups.filter((g) => !used.has(g));
       return {
         parse: wrap
-          ? `SELECT n, raw,
+          ? `SELECT n, raw, lines,
               CASE WHEN g.${quoteIdent(whole)} = '' AND NOT regexp_matches(raw, ${sqlString(regex)})
                    THEN 'does not match the pattern ' || ${sqlString(regex)} END AS err, g
-            FROM (SELECT n, raw, regexp_extract(raw, ${sqlString(`(${regex})`)}, ${list([whole, ...groups])}) AS g
+            FROM (SELECT n, raw, lines, regexp_extract(raw, ${sqlString(`(${regex})`)}, ${list([whole, ...groups])}) AS g
                   FROM data_lines)`
-          : `SELECT n, raw,
+          : `SELECT n, raw, lines,
               CASE WHEN NOT regexp_matches(raw, ${sqlString(regex)}) THEN 'does not match the pattern ' || ${sqlString(regex)} END AS err,
               regexp_extract(raw, ${sqlString(regex)}, ${list(groups)}) AS g
             FROM data_lines`,
         field: (name) => (names.has(name) ? `nullif(g.${quoteIdent(name)}, '')` : 'CAST(NULL AS VARCHAR)'),
+        values: (fields) =>
+          `[${fields.map((f) => (names.has(f) ? `nullif(g.${quoteIdent(f)}, '')` : 'NULL')).join(', ')}]::VARCHAR[]`,
         // The groups the mapping does not use (those it uses are columns of their own).
-        attributes: extra.length
-          ? `json_object(${extra.flatMap((g) => [sqlString(g), `nullif(g.${quoteIdent(g)}, '')`]).join(', ')})`
-          : 'NULL',
+        attributes: (used) => {
+          const extra = groups.filter((g) => !used.has(g));
+          return extra.length
+            ? `CAST(json_object(${extra.flatMap((g) => [sqlString(g), `nullif(g.${quoteIdent(g)}, '')`]).join(', ')}) AS JSON)`
+            : NULL_JSON;
+        },
       };
     }
   }
@@ -168,8 +197,8 @@ function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
-/** Severity SQL for a mapped field, or the format's own. */
-export function severityFor(format: FormatSql, mapped: string | undefined): string {
-  if (mapped) return severitySql(mapped);
-  return format.severity ?? 'CAST(NULL AS TINYINT)';
+/** Severity SQL (on the syslog scale, and as the source wrote it) for a mapped field, or the format's own. */
+export function severityFor(format: FormatSql, mapped: string | undefined): { value: string; raw: string } {
+  if (mapped) return { value: severitySql(mapped), raw: mapped };
+  return format.severity ?? { value: 'CAST(NULL AS TINYINT)', raw: 'CAST(NULL AS VARCHAR)' };
 }

@@ -37,6 +37,11 @@ export interface SplitResult {
   firstLine?: number;
   /** True when the object looks binary (NUL bytes early on): the caller quarantines it whole. */
   binary: boolean;
+  /**
+   * Lines end in a lone carriage return (classic Mac OS, some instruments): decided on the first line
+   * ending, and then every CR in the object ends a line.
+   */
+  loneCr: boolean;
 }
 
 export interface SplitOptions {
@@ -142,6 +147,19 @@ class BatchQueue {
 }
 
 const NL = 0x0a;
+const CR = 0x0d;
+
+/** A copy with every CR turned into a LF (the input's buffers are not ours to change). */
+function crToLf(data: Buffer): Buffer {
+  let cr = data.indexOf(CR);
+  if (cr < 0) return data;
+  const out = Buffer.from(data);
+  while (cr >= 0) {
+    out[cr] = NL;
+    cr = out.indexOf(CR, cr + 1);
+  }
+  return out;
+}
 /** An object with a NUL byte this early is binary, not a text log. */
 const BINARY_HEAD_BYTES = 8192;
 const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
@@ -154,7 +172,15 @@ export async function splitLines(input: Readable, options: SplitOptions): Promis
 }
 
 export function startSplit(input: Readable, options: SplitOptions): SplitStream {
-  const result: SplitResult = { chunks: [], totalLines: 0, bytes: 0, rejects: [], sample: [], binary: false };
+  const result: SplitResult = {
+    chunks: [],
+    totalLines: 0,
+    bytes: 0,
+    rejects: [],
+    sample: [],
+    binary: false,
+    loneCr: false,
+  };
   const queue = new BatchQueue();
   const done = split(input, options, result, queue).then(
     () => {
@@ -191,6 +217,8 @@ async function split(input: Readable, options: SplitOptions, result: SplitResult
   let overlong: { line: number; head: Buffer; bytes: number } | undefined;
   let headBytes = 0;
   let bomChecked = false;
+  /** Whether the line endings have been looked at (on the first line ending in the input). */
+  let endingsChecked = false;
 
   const openChunk = () => {
     current = {
@@ -368,6 +396,18 @@ async function split(input: Readable, options: SplitOptions, result: SplitResult
           break;
         }
       }
+      if (!endingsChecked) {
+        const cr = data.indexOf(CR);
+        const nl = data.indexOf(NL);
+        // Decided by the first line ending: a CR that a LF does not follow. (A CR that ends a piece is
+        // looked at again with the next piece.)
+        if (nl >= 0 && (cr < 0 || nl < cr)) endingsChecked = true;
+        else if (cr >= 0 && cr + 1 < data.length) {
+          endingsChecked = true;
+          result.loneCr = data[cr + 1] !== NL;
+        }
+      }
+      if (result.loneCr) data = crToLf(data);
       if (overlong) {
         const nl = data.indexOf(NL);
         const part = nl < 0 ? data : data.subarray(0, nl);
@@ -383,8 +423,10 @@ async function split(input: Readable, options: SplitOptions, result: SplitResult
         data = data.subarray(nl + 1);
       }
       if (carry) {
+        // (A CR held back before the line endings were decided is turned here.)
         data = Buffer.concat([carry, data]);
         carry = undefined;
+        if (result.loneCr) data = crToLf(data);
       }
       if (!bomChecked && (data.length >= 3 || data.includes(NL))) {
         bomChecked = true;

@@ -1,24 +1,29 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import type { DuckDBConnection, DuckDBTimestampTZValue } from '@duckdb/node-api';
+import type { FieldRef, Mapping } from '../contracts/factories.js';
+import { dataKey, dataPath, NORMALIZED_PREFIX, rejectsKey } from '../contracts/keys.js';
+import { severityNameSql } from '../contracts/severity.js';
+import { columnsAt, type DataTable, selectList } from '../contracts/tables.js';
 import { sqlString } from '../core/duckdb.js';
-import type { FieldRef, Mapping } from './factories.js';
-import { type FormatContext, type FormatSql, formatSql, severityFor } from './formats.js';
+import { type FormatSql, formatSql, severityFor } from './formats.js';
 import type { LineChunk, SplitResult } from './line-splitter.js';
+import { recordsSql } from './records.js';
 import { mappedFields, type ResolvedRule } from './rule.js';
-import { severityNameSql } from './severity.js';
-import { timestampSql } from './timestamps.js';
+import { BAD_OFFSET, type TimeContext, timestampSql } from './timestamps.js';
 
 /**
  * Parses, validates and normalizes one split file inside DuckDB, and writes the Parquet outputs.
- * Every line ends in exactly one bucket: loaded, rejected (with a reason), blank or header.
+ * Every line ends in exactly one bucket: in a loaded record, in a rejected record (with a reason),
+ * blank, or the header.
  *
  * The file goes through in batches of chunks (32 MB of text), so memory does not grow with the file.
- * Per batch, two tables are materialized, each once: `data_lines (n, raw)` — the non-blank lines with
- * their numbers — and `cand`, one row per data line with its parsed, converted columns and `reason`
- * (NULL when the line loads; the raw text is kept only for rejected lines). Outputs, counts and rejects
- * are scans of `cand`. (An earlier version materialized five tables over the whole file, raw text in
- * three of them, and was 2–3× slower: the README's benchmark section has the before/after.)
+ * Per batch, two tables are materialized, each once: `data_lines (n, raw, lines)` — the records (the
+ * non-blank lines, or for a multiline rule the lines joined into records) with the number of their
+ * first line — and `cand`, one row per record with its parsed, converted columns and `reason` (NULL
+ * when the record loads; the raw text is kept only for rejected ones). Outputs, counts and rejects are
+ * scans of `cand`. (An earlier version materialized five tables over the whole file, raw text in three
+ * of them, and was 2–3× slower: the README's benchmark section has the before/after.)
  */
 
 export interface NormalizeInput {
@@ -31,7 +36,14 @@ export interface NormalizeInput {
   /** Output file name stem, derived from the input object's identity. */
   id: string;
   outDir: string;
-  context: FormatContext;
+  /** Zone for naive times, year for year-less ones. */
+  time: TimeContext;
+  /** Timestamps outside this window are rejected as implausible. */
+  window: { notBefore: Date; notAfter: Date };
+  /** The raw object's creation time (`ts: { from: objectTime }`). */
+  objectTime: Date;
+  /** The day the raw key names, if it names one (`ts: { from: keyDate }`). */
+  keyDate: string | undefined;
   /** Device when the mapping names none: the file name without extensions. */
   defaultDevice: string;
 }
@@ -45,34 +57,43 @@ export interface LineCounts {
 }
 
 export interface OutputFile {
-  kind: 'readings' | 'events' | 'rejects';
-  /** Hive-partitioned path relative to the output folder, e.g. `readings/factory=a/date=2024-01-02/<id>.parquet`. */
-  relativePath: string;
+  kind: DataTable | 'rejects';
+  /** Where it goes in the lake (contracts/keys.ts). */
+  key: string;
   path: string;
 }
 
 export interface NormalizeResult {
   lines: LineCounts;
   rows: { readings: number; events: number };
+  /** Rejected lines per reason (the reason's field part: `ts`, `value`, `invalid JSON`…). */
   rejectReasons: Record<string, number>;
+  /** Records that spanned more than one line, loaded or not. */
+  multilineRecords: number;
   files: OutputFile[];
   minTs?: string;
   maxTs?: string;
 }
 
-function refSql(
-  format: FormatSql,
-  ref: FieldRef | undefined,
-  keyFields: Record<string, string | undefined>,
-): string | undefined {
+interface RefContext {
+  keyFields: Record<string, string | undefined>;
+  objectTime: Date;
+  keyDate: string | undefined;
+}
+
+function refSql(format: FormatSql, ref: FieldRef | undefined, ctx: RefContext): string | undefined {
   if (ref === undefined) return undefined;
   // One field: extracted per line, trimmed only when it needs it. The rest are constants or joins.
   if (typeof ref === 'string') return trimmedSql(format.field(ref));
   let expr: string;
   if (Array.isArray(ref)) expr = `concat_ws(' ', ${ref.map((r) => format.field(r)).join(', ')})`;
   else if ('const' in ref) expr = sqlString(ref.const);
-  else {
-    const v = keyFields[ref.fromKey];
+  else if ('from' in ref) {
+    const v = ref.from === 'objectTime' ? ctx.objectTime.toISOString() : ctx.keyDate;
+    if (v === undefined) return 'CAST(NULL AS VARCHAR)';
+    expr = sqlString(v);
+  } else {
+    const v = ctx.keyFields[ref.fromKey];
     if (v === undefined) return 'CAST(NULL AS VARCHAR)';
     expr = sqlString(v);
   }
@@ -93,7 +114,7 @@ function trimmedSql(x: string): string {
 const COPIES_PER_DATE_MAX = 8;
 
 /** The columns of `cand` that every table has, ahead of its own. */
-const LINE_COLUMNS = ['n', 'ts', 'ts_raw', 'device', 'date'];
+const LINE_COLUMNS = ['n', 'lines', 'ts', 'ts_raw', 'device', 'date', 'attributes'];
 
 /**
  * SQL over a batch of chunks yielding every non-blank line as `(n, raw)`, without its carriage return.
@@ -102,6 +123,7 @@ const LINE_COLUMNS = ['n', 'ts', 'ts_raw', 'device', 'date'];
  * runs once per line, on one thread: see below).
  */
 function dataLinesSql(batch: LineChunk[], header: number | undefined): string {
+  if (batch.length === 0) return 'SELECT CAST(NULL AS BIGINT) AS n, CAST(NULL AS VARCHAR) AS raw WHERE false';
   const files = `[${batch.map((ch) => sqlString(ch.path)).join(', ')}]`;
   return `SELECT n, raw FROM (
       SELECT first + i - 1 AS n, CASE WHEN suffix(line, chr(13)) THEN rtrim(line, chr(13)) ELSE line END AS raw
@@ -113,14 +135,24 @@ function dataLinesSql(batch: LineChunk[], header: number | undefined): string {
 }
 
 /** A reject reason for an unparseable or missing timestamp. */
-const TS_REASON = `CASE WHEN ts_raw IS NULL THEN 'ts: missing' ELSE 'ts: cannot parse timestamp "' || ts_raw || '"' END`;
+const TS_REASON = `CASE WHEN ts_raw IS NULL THEN 'ts: missing'
+  WHEN regexp_matches(ts_raw, '${BAD_OFFSET}') THEN 'ts: UTC offset out of range (beyond ±14:00) in "' || ts_raw || '"'
+  ELSE 'ts: cannot parse timestamp "' || ts_raw || '"' END`;
+
+/** The longest rejected record kept whole in the rejects (the raw object keeps all of it). */
+const REJECT_KEEP_CHARS = 64 * 1024;
 
 export async function normalize(c: DuckDBConnection, input: NormalizeInput): Promise<NormalizeResult> {
-  const { split, rule, context } = input;
-  const format = formatSql(rule, context);
-  const keyFields = fromKeyValues(rule.map, input.sourceKey);
-  const ref = (r: keyof Mapping) => refSql(format, rule.map[r], keyFields);
+  const { split, rule } = input;
+  const format = formatSql(rule, input.time);
+  const refCtx: RefContext = {
+    keyFields: fromKeyValues(rule.map, input.sourceKey),
+    objectTime: input.objectTime,
+    keyDate: input.keyDate,
+  };
+  const ref = (r: keyof Mapping) => refSql(format, rule.map[r], refCtx);
   const factory = sqlString(input.factory);
+  const none = 'CAST(NULL AS VARCHAR)';
 
   // The timestamp is the format's own (syslog) or converted from the mapped field's text, once that
   // text is a column of its own (`ts_raw`): `auto` tries several conversions on it.
@@ -129,63 +161,72 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
   const tsConverted = tsOwn
     ? undefined
     : tsRef
-      ? timestampSql('ts_raw', rule.timestamp.format, rule.timestamp.timezone ?? context.timeZone)
+      ? timestampSql('ts_raw', rule.timestamp.format, {
+          ...input.time,
+          timeZone: rule.timestamp.timezone ?? input.time.timeZone,
+        })
       : 'CAST(NULL AS TIMESTAMPTZ)';
   const device = ref('device') ?? sqlString(input.defaultDevice);
-  const none = 'CAST(NULL AS VARCHAR)';
+  const used = mappedFields(rule.map);
 
-  // One pass over the data lines: parse, map, convert and decide each line's fate (`reason` is NULL
-  // for a loaded line). Field expressions yield NULL on a line that did not parse (see FormatSql).
-  // The raw text is kept only for rejected lines. Per table:
-  let columns: [name: string, sql: string][]; // its own columns, computed per parsed line
+  // One pass over the records: parse, map, convert and decide each record's fate (`reason` is NULL
+  // for a loaded one). Field expressions yield NULL on a record that did not parse (see FormatSql).
+  // The raw text is kept only for rejected records. Per table:
+  let columns: [name: string, sql: string][]; // its own columns, computed per parsed record
   let converted: [name: string, sql: string][] = []; // conversions of those columns
   let keep: string[]; // of those, the ones `cand` keeps
   let checks: string[]; // reject reasons in priority order (CASE branches), after the timestamp
-  let outputSql: string; // the output rows, selected from the loaded lines of `cand`
-  let readingCount = '0'; // SQL over `cand`: the readings its loaded lines make
-  const metricSql = (unit: string | undefined) => (unit === undefined ? none : sqlString(unit));
+  let outputSql: string; // the output rows, selected from the loaded records of `cand`
+  let readingCount = '0'; // SQL over `cand`: the readings its loaded records make
+  const common = {
+    ts: 'ts',
+    factory,
+    device: 'device',
+    source_key: '$source_key',
+    source_line: 'n',
+    date: 'date',
+    attributes: 'attributes',
+  };
+  const toDouble = (x: string) =>
+    `TRY_CAST(${rule.csv?.decimalComma ? `replace(${x}, ',', '.')` : x} AS DOUBLE)`;
   if (rule.table === 'readings' && rule.wide) {
-    const used = mappedFields({ ts: rule.map.ts, device: rule.map.device });
-    const metrics = rule.wide.metrics === '*' ? rule.fields.filter((f) => !used.has(f)) : rule.wide.metrics;
-    const units = rule.wide.units;
-    const toDouble = (x: string) =>
-      `TRY_CAST(${rule.csv?.decimalComma ? `replace(${x}, ',', '.')` : x} AS DOUBLE)`;
-    // One raw and one numeric column per metric (r1, v1, …): validated per line, unnested on output.
-    columns = metrics.map((m, i) => [`r${i + 1}`, trimmedSql(format.field(m))]);
-    converted = metrics.map((_, i) => [`v${i + 1}`, toDouble(`r${i + 1}`)]);
-    keep = metrics.map((_, i) => `v${i + 1}`);
+    const metrics = rule.wide;
+    for (const m of metrics) used.add(m.field);
+    // The metric columns as lists (one raw and one numeric value per metric): one expression however
+    // many columns the file has — 10,000 columns made 10,000 expressions, and a condition nested
+    // past DuckDB's depth limit. Unnested on output, in step with the metric names and units.
+    const names = `[${metrics.map((m) => sqlString(m.metric)).join(', ')}]::VARCHAR[]`;
+    const units = `[${metrics.map((m) => (m.unit === undefined ? 'NULL' : sqlString(m.unit))).join(', ')}]::VARCHAR[]`;
+    const trimmed = `list_transform(${format.values(metrics.map((m) => m.field))}, x -> nullif(trim(x), ''))`;
+    columns = [['mr', metrics.length ? trimmed : '[]::VARCHAR[]']];
+    converted = [['mv', `list_transform(mr, x -> ${toDouble('x')})`]];
+    keep = ['mv'];
+    const bad = `list_position(list_transform(mr, (x, i) -> x IS NOT NULL AND (mv[i] IS NULL OR NOT isfinite(mv[i]))), true)`;
     checks =
       metrics.length === 0
         ? [`WHEN true THEN 'no metric columns'`]
         : [
-            `WHEN ${metrics.map((_, i) => `r${i + 1} IS NULL`).join(' AND ')} THEN 'value: no metric value on the line'`,
-            ...metrics.map(
-              (m, i) =>
-                `WHEN r${i + 1} IS NOT NULL AND (v${i + 1} IS NULL OR NOT isfinite(v${i + 1})) THEN ${sqlString(`value: ${m} is not a number: "`)} || r${i + 1} || '"'`,
-            ),
+            `WHEN list_count(mr) = 0 THEN 'value: no metric value on the line'`,
+            `WHEN ${bad} > 0 THEN 'value: ' || (${names})[${bad}] || ' is not a number: "' || mr[${bad}] || '"'`,
           ];
-    const items = metrics.map(
-      (m, i) => `{'metric': ${sqlString(m)}, 'value': v${i + 1}, 'unit': ${metricSql(units[m])}}`,
-    );
-    readingCount = metrics.length
-      ? `sum(${metrics.map((_, i) => `(v${i + 1} IS NOT NULL)::BIGINT`).join(' + ')}) FILTER (reason IS NULL)`
-      : '0';
-    outputSql = `SELECT ts, ${factory} AS factory, device, m.metric AS metric, m.value AS value, m.unit AS unit,
-        $source_key AS source_key, n AS source_line, date
-      FROM (SELECT ts, device, n, date, unnest([${items.join(', ') || 'NULL'}]) AS m FROM cand WHERE reason IS NULL)
-      WHERE m.value IS NOT NULL`;
+    readingCount = 'sum(list_count(mv)) FILTER (reason IS NULL)';
+    outputSql = `SELECT ${selectList('readings', columnsAt('readings', 'normalized'), {
+      ...common,
+      metric: 'metric',
+      value: 'value',
+      unit: 'unit',
+    })}
+      FROM (SELECT ts, device, n, date, attributes,
+              unnest(${names}) AS metric, unnest(mv) AS value, unnest(${units}) AS unit
+            FROM cand WHERE reason IS NULL)
+      WHERE value IS NOT NULL`;
   } else if (rule.table === 'readings') {
     columns = [
       ['metric', ref('metric') ?? none],
       ['value_raw', ref('value') ?? none],
       ['unit', ref('unit') ?? none],
     ];
-    converted = [
-      [
-        'value',
-        `TRY_CAST(${rule.csv?.decimalComma ? "replace(value_raw, ',', '.')" : 'value_raw'} AS DOUBLE)`,
-      ],
-    ];
+    converted = [['value', toDouble('value_raw')]];
     keep = ['metric', 'value', 'unit'];
     checks = [
       `WHEN metric IS NULL THEN 'metric: missing'`,
@@ -193,8 +234,12 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
       `WHEN value IS NULL OR NOT isfinite(value) THEN 'value: ' || metric || ' is not a number: "' || value_raw || '"'`,
     ];
     readingCount = 'count(*) FILTER (reason IS NULL)';
-    outputSql = `SELECT ts, ${factory} AS factory, device, metric, value, unit,
-        $source_key AS source_key, n AS source_line, date
+    outputSql = `SELECT ${selectList('readings', columnsAt('readings', 'normalized'), {
+      ...common,
+      metric: 'metric',
+      value: 'value',
+      unit: 'unit',
+    })}
       FROM cand WHERE reason IS NULL`;
   } else {
     const code =
@@ -202,17 +247,26 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
       (rule.codePattern && ref('message')
         ? `nullif(regexp_extract(${ref('message')}, ${sqlString(rule.codePattern)}, 1), '')`
         : none);
+    const severity = severityFor(format, ref('severity'));
     columns = [
-      ['severity', severityFor(format, ref('severity'))],
+      ['severity', severity.value],
+      ['severity_raw', severity.raw],
       ['code', code],
       ['component', ref('component') ?? none],
       ['message', `coalesce(${ref('message') ?? 'NULL'}, raw)`],
-      ['attributes', `CAST(${format.attributes} AS JSON)`],
     ];
     keep = columns.map(([name]) => name);
     checks = [];
-    outputSql = `SELECT ts, ${factory} AS factory, device, severity, ${severityNameSql('severity')} AS severity_name,
-        code, component, message, attributes, $source_key AS source_key, n AS source_line, date
+    outputSql = `SELECT ${selectList('events', columnsAt('events', 'normalized'), {
+      ...common,
+      severity: 'severity',
+      severity_name: severityNameSql('severity'),
+      severity_raw: 'severity_raw',
+      code: 'code',
+      component: 'component',
+      message: 'message',
+      source_lines: 'lines',
+    })}
       FROM cand WHERE reason IS NULL`;
   }
   // The first non-blank line is the header, unless the byte pass rejected it: then it counts as rejected
@@ -223,16 +277,23 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     ['ts_raw', tsOwn ? tsOwn.raw : (tsRef ?? 'CAST(NULL AS VARCHAR)')],
     ...(tsOwn ? [['ts', tsOwn.expr] as [string, string]] : []),
     ['device', device],
+    ['attributes', format.attributes(used)],
     ...columns,
   ];
   if (tsConverted) converted = [['ts', tsConverted], ...converted];
   const select = (cols: [string, string][]) => cols.map(([name, sql]) => `, ${sql} AS ${name}`).join('\n');
+  // Implausible instants (a clock reset to 1900, `infinity`, a year typed wrong) are rejected with
+  // the value as read: they would otherwise land in partitions no one looks at.
+  const lower = `TIMESTAMPTZ '${input.window.notBefore.toISOString()}'`;
+  const upper = `TIMESTAMPTZ '${input.window.notAfter.toISOString()}'`;
+  const windowText = `${input.window.notBefore.toISOString()} … ${input.window.notAfter.toISOString()}`;
+  const windowReason = `'ts: "' || ts_raw || '" is ' || CAST(timezone('UTC', ts) AS VARCHAR) || ' UTC, outside the plausible window ${windowText}'`;
   // Rejects of every batch, and (last) those of the byte pass.
   await c.run(
     `CREATE OR REPLACE TEMP TABLE out_rejects
-     (source_key VARCHAR, source_line BIGINT, raw VARCHAR, reason VARCHAR, factory VARCHAR)`,
+     (source_key VARCHAR, source_line BIGINT, raw VARCHAR, reason VARCHAR, factory VARCHAR, source_lines INTEGER)`,
   );
-  const totals = { data: 0, loaded: 0, readings: 0 };
+  const totals = { data: 0, loaded: 0, readings: 0, multiline: 0 };
   let minTs: DuckDBTimestampTZValue | undefined;
   let maxTs: DuckDBTimestampTZValue | undefined;
   const files: OutputFile[] = [];
@@ -240,30 +301,32 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
   // zstd at level 1: as small as the default level 3 on this data (measured: 17.1 vs 17.2 MB for 2.4M
   // readings) and a quarter faster to write.
   const parquet = 'FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1';
-  const copy = async (kind: OutputFile['kind'], source: string, relativePath: string) => {
+  const copy = async (kind: OutputFile['kind'], source: string, key: string, relativePath: string) => {
     const path = join(input.outDir, relativePath);
     await mkdir(dirname(path), { recursive: true });
     await c.run(`COPY (${source}) TO ${sqlString(path)} (${parquet})`, params(source));
-    files.push({ kind, path, relativePath });
+    files.push({ kind, path, key });
   };
   // Loaded rows go to one file per UTC day. A file spans a day or two: one COPY per day (each a
   // filtered scan of `cand`) is faster than DuckDB's PARTITION_BY, which is kept for files that span
   // many days (a clock gone wrong) or dates that do not make a plain path.
-  const writeByDate = async (kind: ResolvedRule['table'], source: string, stem: string) => {
+  const writeByDate = async (table: DataTable, source: string, stem: string) => {
     const dates = (await c.runAndReadAll('SELECT DISTINCT date FROM cand WHERE reason IS NULL ORDER BY 1'))
       .getRows()
       .map(([d]) => String(d));
     if (dates.length <= COPIES_PER_DATE_MAX && dates.every((d) => /^\d{4}-\d{2}-\d{2}$/.test(d))) {
       for (const date of dates) {
+        const path = dataPath(table, input.factory, date, stem);
         await copy(
-          kind,
+          table,
           `SELECT * FROM (${source}) WHERE date = ${sqlString(date)}`,
-          `${kind}/factory=${input.factory}/date=${date}/${stem}.parquet`,
+          dataKey({ layer: 'normalized', table, factory: input.factory, date, name: stem }),
+          path,
         );
       }
       return;
     }
-    const dir = join(input.outDir, kind);
+    const dir = join(input.outDir, table);
     await mkdir(dir, { recursive: true });
     const known = new Set(files.map((f) => f.path));
     await c.run(
@@ -273,55 +336,73 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
       params(source),
     );
     for (const path of await walk(dir)) {
-      if (!known.has(path)) files.push({ kind, path, relativePath: relative(input.outDir, path) });
+      // DuckDB wrote `<table>/factory=<f>/date=<d>/<name>.parquet`, the layout of contracts/keys.ts.
+      if (!known.has(path))
+        files.push({ kind: table, path, key: `${NORMALIZED_PREFIX}${relative(input.outDir, path)}` });
     }
   };
+
+  // The records of a multiline rule may run past the end of a batch: the last record of each batch is
+  // held back (`carry`) and joined to the next; it is ended by the round after the last batch.
+  const records = rule.records;
+  if (records) await c.run('CREATE OR REPLACE TEMP TABLE carry (n BIGINT, raw VARCHAR)');
 
   // The file is processed batch by batch as the splitter writes them, so that memory and temporary disk
   // are bounded by the batch, not the file, and parsing overlaps reading. Chunk boundaries depend on the
   // content only, so a retry makes the same batches and the same output names: `<id>` for the first
   // batch, `<id>-<b>` for the others.
   let b = 0;
-  for await (const batch of input.batches) {
+  const round = async (batch: LineChunk[], last: boolean) => {
     const stem = b === 0 ? input.id : `${input.id}-${b}`;
     b++;
     // The data lines are materialized first: read_text yields one row per chunk, so a pipeline fed by
     // it directly would run on one thread; a scan of the table runs on all of them.
-    await c.run(`CREATE OR REPLACE TEMP TABLE data_lines AS ${dataLinesSql(batch, headerLine())}`);
+    const lines = dataLinesSql(batch, headerLine());
+    if (records) {
+      for (const sql of recordsSql(lines, records, rule.pattern?.regex, last)) await c.run(sql);
+    } else {
+      await c.run(`CREATE OR REPLACE TEMP TABLE data_lines AS SELECT n, raw, 1 AS lines FROM (${lines})`);
+    }
     await Promise.all(batch.map((chunk) => rm(chunk.path, { force: true })));
     await c.run(`CREATE OR REPLACE TEMP TABLE cand AS
       WITH parsed AS (${format.parse})
       SELECT ${[...LINE_COLUMNS, ...keep].join(', ')}, reason, CASE WHEN reason IS NOT NULL THEN raw END AS raw
       FROM (SELECT *, ${utcDate('ts')} AS date,
               coalesce(err, CASE WHEN ts IS NULL THEN ${TS_REASON}
+                                 WHEN NOT (ts >= ${lower} AND ts <= ${upper}) THEN ${windowReason}
                                  ${rule.table === 'readings' ? `WHEN device IS NULL THEN 'device: missing'` : ''}
                                  ${checks.join('\n')} END) AS reason
             FROM (SELECT *${select(converted)}
-                  FROM (SELECT n, raw, err${select(perLine)} FROM parsed)))`);
+                  FROM (SELECT n, raw, lines, err${select(perLine)} FROM parsed)))`);
     await c.run('DROP TABLE data_lines');
     await c.run(
       `INSERT INTO out_rejects
-       SELECT $source_key, n, raw, reason, ${factory} FROM cand WHERE reason IS NOT NULL`,
+       SELECT $source_key, n, left(raw, ${REJECT_KEEP_CHARS}), reason, ${factory}, lines FROM cand WHERE reason IS NOT NULL`,
       { source_key: input.sourceKey },
     );
-    const stats = await c.runAndReadAll(`SELECT count(*), count(*) FILTER (reason IS NULL),
-        ${readingCount},
+    const stats =
+      await c.runAndReadAll(`SELECT coalesce(sum(lines), 0), coalesce(sum(lines) FILTER (reason IS NULL), 0),
+        ${readingCount}, count(*) FILTER (lines > 1),
         min(ts) FILTER (reason IS NULL), max(ts) FILTER (reason IS NULL)
       FROM cand`);
-    const [data, loaded, readingRows, lo, hi] = stats.getRows()[0] as [
-      bigint,
-      bigint,
+    const [data, loaded, readingRows, multi, lo, hi] = stats.getRows()[0] as [
+      bigint | number,
+      bigint | number,
       bigint | number | null,
+      bigint | number,
       DuckDBTimestampTZValue | null,
       DuckDBTimestampTZValue | null,
     ];
     totals.data += Number(data);
     totals.loaded += Number(loaded);
     totals.readings += Number(readingRows ?? 0);
+    totals.multiline += Number(multi);
     if (lo && (!minTs || lo.micros < minTs.micros)) minTs = lo;
     if (hi && (!maxTs || hi.micros > maxTs.micros)) maxTs = hi;
     if (Number(loaded) > 0) await writeByDate(rule.table, outputSql, stem);
-  }
+  };
+  for await (const batch of input.batches) await round(batch, false);
+  if (records) await round([], true);
 
   // Lines rejected by the byte pass (invalid UTF-8, NUL bytes, over-long) — appended, never spliced as
   // SQL. The splitter wrote each of them as an empty line, so they fell out with the blank lines.
@@ -333,25 +414,34 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
       appender.appendVarchar(r.raw);
       appender.appendVarchar(r.reason);
       appender.appendVarchar(input.factory);
+      appender.appendInteger(1);
       appender.endRow();
     }
     appender.closeSync();
   }
   const total = split.totalLines;
   const headerLines = headerLine() === undefined ? 0 : 1;
-  const readings = totals.readings;
-  const events = rule.table === 'events' ? totals.loaded : 0;
+  const events = rule.table === 'events' ? await eventRows(c, files) : 0;
   const reasons = (
     await c.runAndReadAll(
-      `SELECT regexp_extract(reason, '^[^:"(]*') AS r, count(*) FROM out_rejects GROUP BY ALL ORDER BY 2 DESC`,
+      `SELECT regexp_extract(reason, '^[^:"(]*') AS r, sum(source_lines) FROM out_rejects GROUP BY ALL ORDER BY 2 DESC`,
     )
   ).getRows();
   const rejected = reasons.reduce((sum, [, n]) => sum + Number(n), 0);
   if (rejected > 0) {
+    const path = `rejects/factory=${input.factory}/${input.id}.parquet`;
     await copy(
       'rejects',
-      'SELECT * FROM out_rejects ORDER BY source_line',
-      `rejects/factory=${input.factory}/${input.id}.parquet`,
+      `SELECT ${selectList('rejects', columnsAt('rejects', 'normalized'), {
+        source_key: 'source_key',
+        source_line: 'source_line',
+        raw: 'raw',
+        reason: 'reason',
+        factory: 'factory',
+        source_lines: 'source_lines',
+      })} FROM out_rejects ORDER BY source_line`,
+      rejectsKey(input.factory, input.id),
+      path,
     );
   }
 
@@ -363,12 +453,22 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
       blank: total - totals.data - headerLines - split.rejects.length,
       header: headerLines,
     },
-    rows: { readings, events },
+    rows: { readings: totals.readings, events },
     rejectReasons: Object.fromEntries(reasons.map(([r, n]) => [String(r).trim() || 'other', Number(n)])),
+    multilineRecords: totals.multiline,
     files,
     minTs: minTs ? new Date(Number(minTs.micros / 1000n)).toISOString() : undefined,
     maxTs: maxTs ? new Date(Number(maxTs.micros / 1000n)).toISOString() : undefined,
   };
+}
+
+/** Rows in the event files written (one per loaded record). */
+async function eventRows(c: DuckDBConnection, files: OutputFile[]): Promise<number> {
+  const paths = files.filter((f) => f.kind === 'events').map((f) => sqlString(f.path));
+  if (paths.length === 0) return 0;
+  return Number(
+    (await c.runAndReadAll(`SELECT count(*) FROM read_parquet([${paths.join(', ')}])`)).getRows()[0]![0],
+  );
 }
 
 /** The UTC calendar day of a TIMESTAMPTZ, as the `date=` partition value (`2024-01-02`). */

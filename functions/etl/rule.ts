@@ -1,4 +1,28 @@
-import type { FileRule, Mapping } from './factories.js';
+import type { FileRule, Mapping } from '../contracts/factories.js';
+import { namedGroups } from '../contracts/regex.js';
+import type { DataTable } from '../contracts/tables.js';
+import { templateToRegex } from '../contracts/template.js';
+
+/** One column of a wide row that becomes a reading: the field, and the metric and unit it gives. */
+export interface WideMetric {
+  field: string;
+  metric: string;
+  unit?: string;
+}
+
+/**
+ * How lines join into records. `start`: an RE2 pattern; a line that matches starts a record, the lines
+ * after it that do not join it. `template`: the rule's own pattern starts a record, and a line that
+ * does not match it but looks like a continuation (indented, `at …`, `Caused by:`, `... 3 more`, an
+ * exception class line) joins the record before it. `quotes`: a CSV record goes on while a quoted field
+ * is open.
+ */
+export interface Records {
+  mode: 'start' | 'template' | 'quotes';
+  start?: string;
+  maxLines: number;
+  maxBytes: number;
+}
 
 /**
  * A file rule with everything decided: the format (detected when the config says `auto` or has no rule
@@ -6,13 +30,16 @@ import type { FileRule, Mapping } from './factories.js';
  */
 export type ResolvedRule = {
   format: 'jsonl' | 'csv' | 'syslog' | 'template' | 'regex';
-  table: 'readings' | 'events';
+  table: DataTable;
   map: Mapping;
-  wide?: { metrics: '*' | string[]; units: Record<string, string> };
+  /** Wide rows: each of these fields is one reading. */
+  wide?: WideMetric[];
+  records?: Records;
   timestamp: { format: string; timezone?: string };
   codePattern?: string;
   /** Known field names (JSON keys in the sample, CSV header, regex groups), in order. */
   fields: string[];
+  /** `delimiter: 'whitespace'` splits on runs of spaces and tabs. */
   csv?: { delimiter: string; header: boolean; decimalComma: boolean };
   /** RE2 pattern and its capture-group names in positional order. */
   pattern?: { regex: string; groups: string[] };
@@ -80,47 +107,16 @@ export function mappedFields(map: Mapping): Set<string> {
 }
 
 /**
- * Turns a Loghub-style template (`<Date> <Time> <Level> <Component>: <Content>`) into an RE2 pattern with
- * one group per field; whitespace in the template matches any run of whitespace, the last field takes
- * the rest of the line.
- */
-export function templateToRegex(template: string): { regex: string; groups: string[] } {
-  const parts = template.split(/(<[A-Za-z_][A-Za-z0-9_]*>)/).filter((p) => p !== '');
-  const groups: string[] = [];
-  const fieldCount = parts.filter((p) => /^<\w+>$/.test(p)).length;
-  const regex = parts
-    .map((p) => {
-      const m = /^<(\w+)>$/.exec(p);
-      if (!m) return p.split(/\s+/).map(escapeRe2).join('\\s+');
-      groups.push(m[1]!);
-      return groups.length === fieldCount ? '(.*)' : '(.*?)';
-    })
-    .join('');
-  return { regex: `^${regex}$`, groups };
-}
-
-/**
- * Normalises a user regex with named groups for RE2 and returns the group names in order. Every
- * capture group must be named (DuckDB's `regexp_extract` maps names to groups by position).
+ * Normalises a user regex with named groups for RE2 and returns the group names in order (the config
+ * loader has checked that every capture group is named).
  */
 export function namedRegex(pattern: string): { regex: string; groups: string[] } {
-  const regex = pattern.replace(/\(\?P?<([A-Za-z_][A-Za-z0-9_]*)>/g, '(?P<$1>');
-  const groups = [...regex.matchAll(/\(\?P<([A-Za-z_][A-Za-z0-9_]*)>/g)].map((m) => m[1]!);
-  const total = (new RegExp(`${regex.replace(/\(\?P</g, '(?<')}|`).exec('')?.length ?? 1) - 1;
-  if (total !== groups.length) {
-    throw new Error(
-      `pattern has ${total} capture groups but ${groups.length} named ones; use (?:…) for unnamed groups`,
-    );
-  }
-  return { regex, groups };
-}
-
-function escapeRe2(text: string): string {
-  return text.replace(/[\\^$.|?*+()[\]{}]/g, '\\$&');
+  return namedGroups(pattern);
 }
 
 /** Splits one delimited line honouring double quotes (used on the header and the sample only). */
 export function splitDelimited(line: string, delimiter: string): string[] {
+  if (delimiter === WHITESPACE) return line.trim() === '' ? [''] : line.trim().split(/[ \t]+/);
   const out: string[] = [];
   let field = '';
   let quoted = false;
@@ -143,6 +139,8 @@ export function splitDelimited(line: string, delimiter: string): string[] {
   return out;
 }
 
+export const WHITESPACE = 'whitespace';
+
 const NUMBER = /^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
 export function isNumeric(text: string): boolean {
   return NUMBER.test(text.trim());
@@ -152,16 +150,41 @@ const FALLBACK_TEXT = namedRegex(
   String.raw`^(?P<ts>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)\s+(?:\[?(?P<level>[A-Za-z]+)\]?:?\s+)?(?P<message>.*)$`,
 );
 
+/**
+ * Sample lines joined into CSV records: a line with an open quoted field goes on with the next (RFC
+ * 4180 fields may hold line breaks), as the records SQL does, at most 50 lines per record.
+ */
+export function csvRecords(sample: readonly string[]): string[] {
+  const out: string[] = [];
+  let open: string[] = [];
+  let quotes = 0;
+  for (const line of sample) {
+    open.push(line);
+    quotes += line.split('"').length - 1;
+    if (quotes % 2 === 0 || open.length >= 50) {
+      out.push(open.join('\n'));
+      open = [];
+      quotes = 0;
+    }
+  }
+  if (open.length) out.push(...open);
+  return out;
+}
+
 /** Decides format, table and mapping for a file from its rule (if any) and its first lines. */
-export function resolveRule(rule: FileRule | undefined, sample: readonly string[]): ResolvedRule {
+export function resolveRule(rule: FileRule | undefined, lines: readonly string[]): ResolvedRule {
+  // Detection and the CSV header see records, so that a quoted field across lines does not hide a CSV.
+  const wantsCsv =
+    !rule || rule.format === 'auto' || (rule.format === 'csv' && rule.delimiter !== WHITESPACE);
+  const sample = wantsCsv ? csvRecords(lines) : lines;
   const explicit = rule?.map ?? {};
   const base = {
     timestamp: rule?.timestamp ?? { format: 'auto' },
     codePattern: rule?.codePattern,
     detected: !rule || rule.format === 'auto',
   };
-  const format = rule && rule.format !== 'auto' ? rule.format : detectFormat(sample);
-  const tableOf = (fields: string[], map: Mapping, numeric: boolean): 'readings' | 'events' => {
+  const format = rule && rule.format !== 'auto' ? rule.format : detectFormat(lines);
+  const tableOf = (fields: string[], map: Mapping, numeric: boolean): DataTable => {
     if (rule && rule.table !== 'auto') return rule.table;
     if (map.message || map.severity || map.code) return 'events';
     if ((map.metric && map.value) || numeric) return 'readings';
@@ -173,7 +196,7 @@ export function resolveRule(rule: FileRule | undefined, sample: readonly string[
       const fields: string[] = [];
       const numericFields = new Set<string>();
       let numeric = false;
-      for (const line of sample) {
+      for (const line of lines) {
         try {
           const obj = JSON.parse(line) as unknown;
           if (obj && typeof obj === 'object' && !Array.isArray(obj)) {
@@ -206,8 +229,9 @@ export function resolveRule(rule: FileRule | undefined, sample: readonly string[
       const declared = rule?.format === 'csv' ? rule.columns : undefined;
       const header =
         rule?.format === 'csv' ? rule.header && !declared : first.length > 0 && !first.some(isNumeric);
-      const fields =
-        declared ?? (header ? first.map((f) => f.trim()) : first.map((_, i) => `column${i + 1}`));
+      const fields = uniqueNames(
+        declared ?? (header ? first.map((f) => f.trim()) : first.map((_, i) => `column${i + 1}`)),
+      );
       const rows = sample
         .slice(header ? 1 : 0)
         .map((l) => splitDelimited(l, delimiter))
@@ -237,6 +261,7 @@ export function resolveRule(rule: FileRule | undefined, sample: readonly string[
         fields,
         csv: { delimiter, header, decimalComma },
         wide: wideFor(rule, map, table, fields, numericFields),
+        records: recordsFor(rule, delimiter === WHITESPACE ? undefined : 'quotes'),
       };
     }
     case 'syslog': {
@@ -246,11 +271,13 @@ export function resolveRule(rule: FileRule | undefined, sample: readonly string[
     }
     case 'template':
     case 'regex': {
+      // A multiline record is its lines joined with \n: the pattern's last field must take newlines.
+      const records = recordsFor(rule, rule?.format === 'template' ? 'template' : undefined);
       const pattern =
         rule?.format === 'template'
-          ? templateToRegex(rule.template)
+          ? templateToRegex(rule.template, { multiline: records !== undefined })
           : rule?.format === 'regex'
-            ? namedRegex(rule.pattern)
+            ? namedRegex(records ? `(?s)${rule.pattern}` : rule.pattern)
             : FALLBACK_TEXT;
       const map = autoMap(pattern.groups, explicit);
       const table = tableOf(pattern.groups, map, false);
@@ -262,13 +289,38 @@ export function resolveRule(rule: FileRule | undefined, sample: readonly string[
         fields: pattern.groups,
         pattern,
         wide: wideFor(rule, map, table, pattern.groups),
+        records,
       };
     }
   }
 }
 
+/**
+ * How a rule's lines join into records: as its `multiline` says, else the format's default (`dflt`:
+ * continuation lines for templates, quoted fields for CSV), or not at all (`multiline: false`).
+ */
+function recordsFor(rule: FileRule | undefined, dflt: Records['mode'] | undefined): Records | undefined {
+  const spec = rule?.multiline;
+  if (spec === false) return undefined;
+  const limits = { maxLines: spec?.maxLines ?? 1000, maxBytes: spec?.maxBytes ?? 1024 * 1024 };
+  if (spec?.start) return { mode: 'start', start: spec.start, ...limits };
+  return dflt ? { mode: dflt, ...limits } : undefined;
+}
+
+/** Header names made unique (`a`, `a_2`) and never empty (`column3`): they are JSON keys and map keys. */
+function uniqueNames(names: readonly string[]): string[] {
+  const seen = new Set<string>();
+  return names.map((raw, i) => {
+    const base = raw === '' ? `column${i + 1}` : raw;
+    let name = base;
+    for (let k = 2; seen.has(name); k++) name = `${base}_${k}`;
+    seen.add(name);
+    return name;
+  });
+}
+
 /** Readings only use ts/device/metric/value/unit; events only ts/device/severity/code/component/message. */
-function trimMap(map: Mapping, table: 'readings' | 'events'): Mapping {
+function trimMap(map: Mapping, table: DataTable): Mapping {
   const keep: (keyof Mapping)[] =
     table === 'readings'
       ? ['ts', 'device', 'metric', 'value', 'unit']
@@ -279,23 +331,36 @@ function trimMap(map: Mapping, table: 'readings' | 'events'): Mapping {
 /**
  * Wide rows (one reading per metric column) unless the rule or the data has metric + value fields.
  * `"*"` resolves to the fields the sample shows as numeric (all fields when that is unknown), less
- * those mapped to the timestamp or device.
+ * those mapped to the timestamp or device. A field named `Name [unit]` or `Name (unit)` gives metric
+ * `Name` in `unit`, unless `units` names the field's unit.
  */
 function wideFor(
   rule: FileRule | undefined,
   map: Mapping,
-  table: 'readings' | 'events',
+  table: DataTable,
   fields: readonly string[],
   numeric?: ReadonlySet<string>,
 ): ResolvedRule['wide'] {
   if (table !== 'readings') return undefined;
   if (!rule?.wide && map.metric && map.value) return undefined;
   const spec = rule?.wide ?? { metrics: '*' as const, units: {} };
-  if (spec.metrics !== '*') return spec;
   const used = mappedFields({ ts: map.ts, device: map.device, unit: map.unit });
-  const metrics = fields.filter((f) => !used.has(f) && (!numeric || numeric.size === 0 || numeric.has(f)));
-  return { metrics, units: spec.units };
+  const metrics =
+    spec.metrics !== '*'
+      ? spec.metrics
+      : fields.filter((f) => !used.has(f) && (!numeric || numeric.size === 0 || numeric.has(f)));
+  return metrics.map((field) => {
+    const configured = spec.units[field];
+    const suffixed = UNIT_SUFFIX.exec(field);
+    if (configured !== undefined) return { field, metric: suffixed?.[1] ?? field, unit: configured };
+    return suffixed
+      ? { field, metric: suffixed[1]!, unit: (suffixed[2] ?? suffixed[3])! }
+      : { field, metric: field };
+  });
 }
+
+/** `Spindle temperature [°C]`, `Feed (mm/min)`: the name, then the unit in brackets or parentheses. */
+const UNIT_SUFFIX = /^(.*\S)\s*(?:\[([^\]]+)\]|\(([^)]+)\))$/;
 
 export function detectFormat(sample: readonly string[]): ResolvedRule['format'] {
   const lines = sample.slice(0, 20);
@@ -303,7 +368,7 @@ export function detectFormat(sample: readonly string[]): ResolvedRule['format'] 
   const first = lines[0]!.trimStart();
   if (first.startsWith('{')) return 'jsonl';
   if (/^<\d{1,3}>/.test(first)) return 'syslog';
-  if (detectDelimiter(lines)) return 'csv';
+  if (detectDelimiter(csvRecords(lines))) return 'csv';
   return 'regex';
 }
 

@@ -21,15 +21,39 @@ export const COMMON_FORMATS = [
   '%b %d %H:%M:%S %Y',
   '%a %b %d %H:%M:%S %Y',
   '%m/%d/%Y %I:%M:%S %p',
+  // Without a year (RFC 3164 syslog, many device logs, Android logcat): the year is inferred.
+  '%b %d %H:%M:%S',
+  '%b %d %H:%M:%S.%g',
+  '%m-%d %H:%M:%S.%g',
+  '%m-%d %H:%M:%S',
 ] as const;
 
+/**
+ * Where naive and year-less stamps are placed: the zone for naive local times, and the instant a
+ * year-less stamp is read against — the end of the day the object's key names, else the object's
+ * creation time. The stamp takes that instant's year, or the year before when it would otherwise
+ * fall more than a day after it (a December line in a file of 1 January).
+ */
+export interface TimeContext {
+  timeZone: string;
+  yearReference: Date;
+}
+
+/** Does a strptime format name the year? */
+export function hasYear(format: string): boolean {
+  return /%[YyGCs]|%[cDFx]/.test(format);
+}
+
 const OFFSET_SUFFIX = String.raw`([zZ]|[+-]\d{2}(:?\d{2})?)$`;
+/** UTC offsets beyond ±14:00 (none exists) or with minutes ≥ 60: DuckDB would accept `+25:00`. */
+export const BAD_OFFSET = String.raw`[+-](1[5-9]|[2-9]\d):?\d{2}$|[+-]\d{2}:?[6-9]\d$`;
 
 function iso(x: string, zone: string): string {
   // `Z` first: it settles most ISO stamps without the pattern. DuckDB reads only an upper-case `Z`
   // (RFC 3339 allows both).
   return `CASE WHEN suffix(${x}, 'Z') OR regexp_matches(${x}, '${OFFSET_SUFFIX}')
-      THEN TRY_CAST(CASE WHEN suffix(${x}, 'z') THEN substr(${x}, 1, length(${x}) - 1) || 'Z' ELSE ${x} END AS TIMESTAMPTZ)
+      THEN CASE WHEN NOT regexp_matches(${x}, '${BAD_OFFSET}')
+        THEN TRY_CAST(CASE WHEN suffix(${x}, 'z') THEN substr(${x}, 1, length(${x}) - 1) || 'Z' ELSE ${x} END AS TIMESTAMPTZ) END
       ELSE timezone(${zone}, TRY_CAST(${x} AS TIMESTAMP)) END`;
 }
 
@@ -42,21 +66,41 @@ function epochMillis(x: string): string {
   return `(CASE WHEN abs(TRY_CAST(${x} AS DOUBLE)) < 1e14 THEN to_timestamp(TRY_CAST(${x} AS DOUBLE) / 1000) END)`;
 }
 
-function strptime(x: string, formats: readonly string[], zone: string): string {
-  const list = `[${formats.map(sqlString).join(', ')}]`;
-  const zoned = formats.every((f) => /%[zZ]/.test(f));
-  return zoned
-    ? `CAST(try_strptime(${x}, ${list}) AS TIMESTAMPTZ)`
-    : `timezone(${zone}, CAST(try_strptime(${x}, ${list}) AS TIMESTAMP))`;
+function strptime(x: string, formats: readonly string[], ctx: TimeContext): string {
+  const zone = sqlString(ctx.timeZone);
+  const parse = (text: string, fs: readonly string[]) => {
+    const list = `[${fs.map(sqlString).join(', ')}]`;
+    return fs.every((f) => /%[zZ]/.test(f))
+      ? `CAST(try_strptime(${text}, ${list}) AS TIMESTAMPTZ)`
+      : `timezone(${zone}, CAST(try_strptime(${text}, ${list}) AS TIMESTAMP))`;
+  };
+  const dated = formats.filter(hasYear);
+  const yearless = formats.filter((f) => !hasYear(f));
+  const parts = dated.length ? [parse(x, dated)] : [];
+  if (yearless.length) {
+    // strptime would give these year 1900. Runs of spaces (`Jan  2`) become one, as strptime wants.
+    const year = ctx.yearReference.getUTCFullYear();
+    const text = `regexp_replace(${x}, 's+', ' ', 'g')`;
+    const withYear = (y: number) =>
+      parse(
+        `'${y} ' || ${text}`,
+        yearless.map((f) => `%Y ${f}`),
+      );
+    const latest = `TIMESTAMPTZ '${new Date(ctx.yearReference.getTime() + 86_400_000).toISOString()}'`;
+    parts.push(
+      `(CASE WHEN ${withYear(year)} IS NULL OR ${withYear(year)} > ${latest} THEN ${withYear(year - 1)} ELSE ${withYear(year)} END)`,
+    );
+  }
+  return parts.length === 1 ? parts[0]! : `coalesce(${parts.join(', ')})`;
 }
 
 /**
  * @param x SQL expression of type VARCHAR
  * @param format `auto`, `iso8601`, `epoch_s`, `epoch_ms` or a strptime format
- * @param timeZone IANA zone for naive times (validated when the config is loaded)
+ * @param ctx the zone for naive times (validated when the config is loaded), the year for year-less ones
  */
-export function timestampSql(x: string, format: string, timeZone: string): string {
-  const zone = sqlString(timeZone);
+export function timestampSql(x: string, format: string, ctx: TimeContext): string {
+  const zone = sqlString(ctx.timeZone);
   switch (format) {
     case 'iso8601':
       return iso(x, zone);
@@ -70,9 +114,9 @@ export function timestampSql(x: string, format: string, timeZone: string): strin
       return `(CASE
         WHEN ${number} regexp_full_match(${x}, '\\d{9,10}(\\.\\d+)?') THEN ${epochSeconds(x)}
         WHEN ${number} regexp_full_match(${x}, '\\d{12,13}(\\.\\d+)?') THEN ${epochMillis(x)}
-        ELSE coalesce(${iso(x, zone)}, ${strptime(x, COMMON_FORMATS, zone)}) END)`;
+        ELSE coalesce(${iso(x, zone)}, ${strptime(x, COMMON_FORMATS, ctx)}) END)`;
     }
     default:
-      return strptime(x, [format], zone);
+      return strptime(x, [format], ctx);
   }
 }

@@ -1,6 +1,6 @@
 import { Cron } from 'croner';
 import { z } from 'zod';
-import type { FactoriesConfig } from '../etl/factories.js';
+import type { FactoriesConfig } from '../contracts/factories.js';
 
 /** The message the schedule function (or a fetch that ran out of time) puts on the fetch queue. */
 export const fetchMessageSchema = z.object({

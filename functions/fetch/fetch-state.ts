@@ -22,10 +22,6 @@ export const fetchStateSchema = z.object({
 });
 export type FetchState = z.infer<typeof fetchStateSchema>;
 
-export function fetchStateKey(factory: string, source: string): string {
-  return `fetch-state/factory=${factory}/${source}.json`;
-}
-
 /** The state and its ETag (`undefined` before the first run). */
 export async function loadFetchState(
   bucket: string,

@@ -1,7 +1,7 @@
 import { posix } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { Client } from 'basic-ftp';
-import type { Source } from '../etl/factories.js';
+import type { Source } from '../contracts/factories.js';
 import { classify, FetchError, type RemoteFile, type SourceClient } from './remote.js';
 
 type FtpSource = Extract<Source, { type: 'ftp' | 'ftps' }>;

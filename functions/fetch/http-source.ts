@@ -1,7 +1,7 @@
 import { posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { z } from 'zod';
-import type { Source } from '../etl/factories.js';
+import type { Source } from '../contracts/factories.js';
 import { classify, FetchError, type RemoteFile, type SourceClient } from './remote.js';
 
 type HttpSource = Extract<Source, { type: 'http' }>;

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import type { Source } from '../etl/factories.js';
+import type { Source } from '../contracts/factories.js';
 import { classify, FetchError, type RemoteFile, type SourceClient } from './remote.js';
 
 type S3Source = Extract<Source, { type: 's3' }>;

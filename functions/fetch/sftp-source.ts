@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import SftpClient from 'ssh2-sftp-client';
-import type { Source } from '../etl/factories.js';
+import type { Source } from '../contracts/factories.js';
 import { classify, FetchError, type RemoteFile, type SourceClient } from './remote.js';
 
 type SftpSource = Extract<Source, { type: 'sftp' }>;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { QueueName } from '../../topology/topology.js';
-import { enrichedKey, manifestKeyOf } from '../core/object-keys.js';
+import { enrichedKey, manifestKeyOf } from '../contracts/keys.js';
 import type { ListedObject } from '../core/s3.js';
 
 /**

@@ -1,8 +1,13 @@
 import type { QueueName } from '../../topology/topology.js';
+import {
+  ENRICHED_PREFIX,
+  MANIFESTS_PREFIX,
+  NORMALIZED_PREFIX,
+  RECONCILER_STATE_KEY,
+} from '../contracts/keys.js';
+import { manifestSchema } from '../contracts/manifest.js';
 import { forEachConcurrent } from '../core/concurrency.js';
-import { manifestSchema } from '../core/manifest.js';
 import { objectCreatedMessages } from '../core/notify.js';
-import { ENRICHED_PREFIX, MANIFESTS_PREFIX, NORMALIZED_PREFIX } from '../core/object-keys.js';
 import type { ListedObject } from '../core/s3.js';
 import {
   emptyState,
@@ -14,7 +19,6 @@ import {
 } from './plan.js';
 
 /** Where the reconciler keeps its backoff state and last report, in the lake bucket. */
-export const RECONCILER_STATE_KEY = 'reconciler/state.json';
 
 /** What the reconciler reads and writes: object storage, the warehouse ledger, the stage queues. */
 export interface ReconcileDeps {

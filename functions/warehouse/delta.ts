@@ -1,10 +1,16 @@
 import { createHash } from 'node:crypto';
 import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { openDuckDB, sqlString, withConnection } from '../core/duckdb.js';
+import { logger } from '../core/logger.js';
 import {
+  addColumnSql,
+  CANONICAL_TABLES,
+  DECLARED,
+  type Declarations,
   deltaTables,
   deltaViews,
   META,
+  missingColumns,
   TABLE_NAMES,
   TABLES,
   type TableName,
@@ -108,6 +114,49 @@ export async function createBase(path: string, ref: BaseRef): Promise<void> {
 }
 
 /**
+ * Gives the canonical tables in `schema` of the opened database every declared column they lack — the
+ * warehouse's one migration, so a column needs nothing but its declaration in contracts/tables.ts.
+ * Returns what it added (`schema.table.column`); when nothing is missing no DDL runs, and an
+ * up-to-date file is left as it was. Tables the schema does not have are left to their CREATE (which
+ * has every column).
+ *
+ * Where it runs: on the delta's `added.<t>` at every batch (they are created from the base, so from
+ * one made before a column was declared they lack it), and on a compaction's new base before the
+ * delta is folded in (`foldDelta`). A base in the store is never changed: until the next compaction
+ * its rows lack the new columns, and the views (`tableViews`) read them by name, NULL there.
+ */
+export async function addMissingColumns(
+  c: DuckDBConnection,
+  schema: string,
+  declared: Declarations = DECLARED,
+): Promise<string[]> {
+  const rows = (
+    await c.runAndReadAll(
+      `SELECT table_name, lower(column_name) FROM duckdb_columns()
+       WHERE database_name = current_database() AND schema_name = $schema`,
+      { schema },
+    )
+  ).getRows();
+  const existing = new Map<string, Set<string>>();
+  for (const [table, column] of rows) {
+    const names = existing.get(String(table)) ?? new Set<string>();
+    names.add(String(column));
+    existing.set(String(table), names);
+  }
+  const added: string[] = [];
+  for (const t of CANONICAL_TABLES) {
+    const has = existing.get(t);
+    if (!has) continue;
+    for (const column of missingColumns(t, has, declared)) {
+      await c.run(addColumnSql(`${schema}.${t}`, column));
+      added.push(`${schema}.${t}.${column.name}`);
+    }
+  }
+  if (added.length > 0) logger.info({ columns: added }, 'warehouse tables gained their declared columns');
+  return added;
+}
+
+/**
  * Deletes the rows of table `t` that match `where`: added rows are deleted, base rows are marked removed
  * by rowid (a base file never changes, so its rowids hold).
  */
@@ -136,6 +185,7 @@ export async function writeDelta(
   basePath: string,
   ref: BaseRef,
   body: (c: DuckDBConnection, state: DeltaState) => Promise<void>,
+  declared: Declarations = DECLARED,
 ): Promise<DeltaState> {
   // Smaller blocks: the delta is uploaded whole after every batch, and with 256 KB blocks it was 3 MB
   // for a few hundred rows (1.3 MB at 64 KB; 16 KB blocks compress large tables 3× worse).
@@ -144,6 +194,9 @@ export async function writeDelta(
     return await withConnection(instance, async (c) => {
       await c.run(`ATTACH ${sqlString(basePath)} AS base (READ_ONLY)`);
       for (const ddl of deltaTables()) await c.run(ddl);
+      // Outside the batch's transaction, like the CREATEs above: a failed batch discards the whole
+      // working copy, and the rows loaded below need the columns.
+      const migrated = await addMissingColumns(c, 'added', declared);
       const own = await value(c, 'SELECT count(*) FROM main.warehouse_meta');
       if (Number(own) === 0) await setMeta(c, ref);
       const [mine, theirs] = [await baseRefOf(c, 'base', ref.baseKey), await baseRefOf(c)];
@@ -156,20 +209,22 @@ export async function writeDelta(
       const state: DeltaState = { reference: saved?.[1] === undefined ? null : (saved[1] as string | null) };
       // The batch reads through temporary views (the session's own, ahead of the file's in the search
       // path) that always subtract removed rows: it sees its own deletions.
-      for (const view of tableViews(new Set(), 'TEMP')) await c.run(view);
+      for (const view of tableViews(new Set(), 'TEMP', declared)) await c.run(view);
       await c.run('BEGIN TRANSACTION');
       await body(c, state);
       // The file's views, for readers: rewritten only when they change (a table has its first removed
-      // rows, a new delta, a new release), and only tables with removed rows pay for the anti-join.
+      // rows, a new delta, a new release, a column added), and only tables with removed rows pay for
+      // the anti-join. Their text names the declared columns, so a new declaration changes the digest;
+      // columns added also force it, as a stored view over a table that gained one no longer binds.
       const removed = (
         await c.runAndReadAll(
           TABLE_NAMES.map((t) => `SELECT '${t}' AS t, count(*) AS n FROM removed.${t}`).join(' UNION ALL '),
         )
       ).getRows();
       const pruned = new Set(removed.filter(([, n]) => Number(n) === 0).map(([t]) => t as TableName));
-      const views = deltaViews(pruned);
+      const views = deltaViews(pruned, declared);
       const viewsDigest = digest(views);
-      if (saved?.[0] !== viewsDigest) for (const view of views) await c.run(view);
+      if (saved?.[0] !== viewsDigest || migrated.length > 0) for (const view of views) await c.run(view);
       await c.run('DELETE FROM main.delta_state');
       await c.run(
         `INSERT INTO main.delta_state VALUES (${sqlString(viewsDigest)}, ${state.reference === null ? 'NULL' : sqlString(state.reference)})`,
@@ -186,9 +241,20 @@ export async function writeDelta(
 /**
  * Folds the delta into the base copy at `basePath` (modified in place): removed rows deleted, added
  * rows appended, `warehouse_meta` set to `next`. The caller uploads it under `next.baseKey`, then an
- * empty delta naming it.
+ * empty delta naming it. The new base has every declared column (`addMissingColumns`): a base written
+ * before a column was declared gains it here, and its rows read NULL in it.
+ *
+ * Not one transaction: DuckDB refuses to commit an ALTER of a table the same transaction deleted from,
+ * and the deletes must come first — the removed rowids are those of the base as written, and nothing
+ * promises that ADD COLUMN keeps rowids. Half-way states are never seen: the copy is uploaded only
+ * once this returns, and `compact` drops the copy when it fails.
  */
-export async function foldDelta(basePath: string, deltaPath: string, next: BaseRef): Promise<void> {
+export async function foldDelta(
+  basePath: string,
+  deltaPath: string,
+  next: BaseRef,
+  declared: Declarations = DECLARED,
+): Promise<void> {
   const instance = await openDuckDB(basePath);
   try {
     await withConnection(instance, async (c) => {
@@ -202,8 +268,13 @@ export async function foldDelta(basePath: string, deltaPath: string, next: BaseR
       await c.run('BEGIN TRANSACTION');
       for (const t of TABLE_NAMES) {
         await c.run(`DELETE FROM main.${t} WHERE rowid IN (SELECT rid FROM delta.removed.${t})`);
-        await c.run(`INSERT INTO main.${t} BY NAME SELECT * FROM delta.added.${t}`);
       }
+      await c.run('COMMIT');
+      await addMissingColumns(c, 'main', declared);
+      await c.run('BEGIN TRANSACTION');
+      // By name: `added.<t>` of a delta from before a column was declared lacks it (NULL here).
+      for (const t of TABLE_NAMES)
+        await c.run(`INSERT INTO main.${t} BY NAME SELECT * FROM delta.added.${t}`);
       await setMeta(c, next);
       for (const view of VIEWS) await c.run(view);
       await c.run('COMMIT');

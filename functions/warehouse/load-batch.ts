@@ -1,14 +1,21 @@
 import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
+import {
+  BASELINES_KEY,
+  BASES_PREFIX,
+  baseGeneration,
+  isRejectsKey,
+  LEGACY_KEY,
+  newBaseKey,
+} from '../contracts/keys.js';
+import { manifestSchema } from '../contracts/manifest.js';
+import type { WarehouseMessage } from '../contracts/messages.js';
 import { sqlString } from '../core/duckdb.js';
 import { logger } from '../core/logger.js';
-import { manifestSchema } from '../core/manifest.js';
+import type { Reference } from '../core/reference-store.js';
+import { appendReference } from '../core/reference-tables.js';
 import { deleteObject, downloadToFile, getJson, headObject, listKeys, uploadFile } from '../core/s3.js';
-import type { WarehouseMessage } from '../core/warehouse-message.js';
-import { BASELINES_KEY } from '../enrich/baselines.js';
-import type { Reference } from '../enrich/reference-store.js';
-import { appendReference } from '../enrich/reference-tables.js';
 import {
   type BaseRef,
   COMPACTION,
@@ -22,15 +29,7 @@ import {
   shouldCompact,
   writeDelta,
 } from './delta.js';
-import {
-  BASES_PREFIX,
-  baseGeneration,
-  LEGACY_KEY,
-  newBaseKey,
-  WarehouseConflictError,
-  type WarehouseFile,
-  type WarehouseFiles,
-} from './warehouse-file.js';
+import { WarehouseConflictError, type WarehouseFile, type WarehouseFiles } from './warehouse-file.js';
 
 export interface WarehouseDeps {
   files: WarehouseFiles;
@@ -103,6 +102,17 @@ async function refreshReference(c: DuckDBConnection, ref: Reference, state: Delt
   await appendReference(c, ref, { devices: 'devices', errorCodes: 'error_codes', schema: 'added' });
 }
 
+/**
+ * The columns the writer fills in the tables it writes by position (`VALUES`, a SELECT list): named, so
+ * that the statements stay right in a table that gains a column (the canonical tables are written by
+ * name, from the lake objects).
+ */
+const LEDGER_COLUMNS =
+  'lake_key, etag, kind, source_key, source_etag, raw_created_at, rows, enriched_at, loaded_at';
+const MANIFEST_COLUMNS = `source_key, source_etag, factory, status, format, "table", bytes, lines_total,
+  lines_loaded, lines_rejected, lines_blank, lines_header, rows_readings, rows_events, quarantine_reason,
+  raw_created_at, etl_started_at, etl_finished_at, etl_seconds, manifest_key`;
+
 /** Applies messages to an open warehouse; returns what was loaded. */
 async function apply(
   c: DuckDBConnection,
@@ -130,6 +140,8 @@ async function apply(
         await removeRows(c, m.table, 'lake_key = $k', { k: m.key });
         await removeRows(c, 'ledger', 'lake_key = $k', { k: m.key });
       }
+      // By name, never by position: Parquet from before a column was declared lacks it (NULL here),
+      // and the table's columns are in the order they were added, not necessarily the file's.
       const rows = (
         await c.run(
           `INSERT INTO added.${m.table} BY NAME SELECT *, $k AS lake_key FROM read_parquet(${sqlString(path)})`,
@@ -142,7 +154,7 @@ async function apply(
         );
       }
       await c.run(
-        `INSERT INTO added.ledger VALUES ($k, $e, $kind, $sk, $se, CAST($created AS TIMESTAMPTZ), ${rows}, CAST($enriched AS TIMESTAMPTZ), now())`,
+        `INSERT INTO added.ledger (${LEDGER_COLUMNS}) VALUES ($k, $e, $kind, $sk, $se, CAST($created AS TIMESTAMPTZ), ${rows}, CAST($enriched AS TIMESTAMPTZ), now())`,
         {
           k: m.key,
           e: m.eTag,
@@ -165,7 +177,7 @@ async function apply(
       }
       await removeRows(c, 'manifests', 'source_key = $k', { k: source.key });
       await c.run(
-        `INSERT INTO added.manifests VALUES ($sk, $se, $factory, $status, $format, $table, ${manifest.bytes},
+        `INSERT INTO added.manifests (${MANIFEST_COLUMNS}) VALUES ($sk, $se, $factory, $status, $format, $table, ${manifest.bytes},
           ${manifest.lines.total}, ${manifest.lines.loaded}, ${manifest.lines.rejected}, ${manifest.lines.blank}, ${manifest.lines.header},
           ${manifest.rows.readings}, ${manifest.rows.events}, $reason, CAST($created AS TIMESTAMPTZ),
           CAST($started AS TIMESTAMPTZ), CAST($finished AS TIMESTAMPTZ), ${manifest.seconds}, $mk)`,
@@ -184,10 +196,11 @@ async function apply(
         },
       );
       let rejects = 0;
-      for (const [j, key] of manifest.outputs.filter((k) => k.startsWith('quarantine/rejects/')).entries()) {
+      for (const [j, key] of manifest.outputs.filter((k) => isRejectsKey(k)).entries()) {
         const rpath = join(work, `${i}-${j}.parquet`);
         await downloadToFile(m.bucket, key, rpath);
         await removeRows(c, 'rejects', 'lake_key = $k', { k: key });
+        // By name, as the data tables: rejects from an earlier ETL lack the columns declared since.
         const inserted = await c.run(
           `INSERT INTO added.rejects BY NAME SELECT *, $se AS source_etag, $k AS lake_key FROM read_parquet(${sqlString(rpath)})`,
           { k: key, se: source.eTag },
@@ -196,7 +209,7 @@ async function apply(
       }
       await removeRows(c, 'ledger', 'lake_key = $k', { k: m.key });
       await c.run(
-        `INSERT INTO added.ledger VALUES ($k, $e, 'manifest', $sk, $se, CAST($created AS TIMESTAMPTZ), ${rejects}, NULL, now())`,
+        `INSERT INTO added.ledger (${LEDGER_COLUMNS}) VALUES ($k, $e, 'manifest', $sk, $se, CAST($created AS TIMESTAMPTZ), ${rejects}, NULL, now())`,
         { k: m.key, e: m.eTag, sk: source.key, se: source.eTag, created: source.createdAt },
       );
       stats.rows.rejects = (stats.rows.rejects ?? 0) + rejects;
@@ -215,7 +228,7 @@ async function updateBaselines(c: DuckDBConnection, days: number, out: string): 
     'baselines',
     '(factory, device, metric) IN (SELECT factory, device, metric FROM touched)',
   );
-  await c.run(`INSERT INTO added.baselines
+  await c.run(`INSERT INTO added.baselines (factory, device, metric, n, median, mad, updated_at)
     SELECT r.factory, r.device, r.metric, count(*), median(r.value), mad(r.value), now()
     FROM readings r SEMI JOIN (SELECT DISTINCT * FROM touched) t USING (factory, device, metric)
     WHERE r.ts >= (SELECT max(ts) FROM readings) - INTERVAL ${Math.trunc(days)} DAY

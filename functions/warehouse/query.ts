@@ -1,9 +1,10 @@
 import { join } from 'node:path';
 import { type DuckDBConnection, DuckDBInstance, StatementType } from '@duckdb/node-api';
+import { DELTA_KEY } from '../contracts/keys.js';
 import { runtimeConfig } from '../core/config.js';
 import { connectUtc, sqlString } from '../core/duckdb.js';
 import { type BaseRef, baseRefOf, readBaseRef } from './delta.js';
-import { BaseCopies, BaseGoneError, DELTA_KEY, WarehouseFile } from './warehouse-file.js';
+import { BaseCopies, BaseGoneError, WarehouseFile } from './warehouse-file.js';
 
 export interface QueryResult {
   columns: string[];

@@ -1,23 +1,36 @@
+import {
+  type CanonicalTable,
+  type Column,
+  createTableSql,
+  TABLES as DECLARED_TABLES,
+} from '../contracts/tables.js';
+
+/**
+ * The declared columns of the canonical tables (`readings`, `events`, `rejects`: contracts/tables.ts,
+ * the one place a column is added). Functions that create or migrate them take a `Declarations`
+ * argument so that a test can declare a column the release does not have.
+ */
+export type Declarations = Readonly<Record<CanonicalTable, readonly Column[]>>;
+export const DECLARED: Declarations = DECLARED_TABLES;
+export const CANONICAL_TABLES = Object.keys(DECLARED_TABLES) as CanonicalTable[];
+
+function isCanonical(table: string): table is CanonicalTable {
+  return (CANONICAL_TABLES as string[]).includes(table);
+}
+
+function quote(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
 /**
  * The warehouse schema. Tables are created if missing; views are replaced on every write so a new
- * release's definitions take effect on the next batch.
+ * release's definitions take effect on the next batch. The canonical tables come from their
+ * declaration; a warehouse made before a column was declared gains it from `addMissingColumns` in
+ * delta.ts (the delta's `added.<t>` on every batch, the base at its next compaction), and the views
+ * read both by name.
  */
 export const TABLES = [
-  `CREATE TABLE IF NOT EXISTS readings (
-    ts TIMESTAMPTZ, factory VARCHAR, device VARCHAR, metric VARCHAR, value DOUBLE, unit VARCHAR,
-    source_key VARCHAR, source_line BIGINT, date VARCHAR, source_etag VARCHAR,
-    model VARCHAR, line VARCHAR, site VARCHAR, criticality VARCHAR,
-    baseline_median DOUBLE, baseline_mad DOUBLE, anomaly_score DOUBLE, is_anomaly BOOLEAN,
-    lake_key VARCHAR)`,
-  `CREATE TABLE IF NOT EXISTS events (
-    ts TIMESTAMPTZ, factory VARCHAR, device VARCHAR, severity TINYINT, severity_name VARCHAR, code VARCHAR,
-    component VARCHAR, message VARCHAR, attributes JSON, source_key VARCHAR, source_line BIGINT, date VARCHAR,
-    source_etag VARCHAR, model VARCHAR, line VARCHAR, site VARCHAR, criticality VARCHAR,
-    category VARCHAR, code_description VARCHAR, recommended_action VARCHAR, code_severity TINYINT,
-    effective_severity TINYINT, severity_score INTEGER, lake_key VARCHAR)`,
-  `CREATE TABLE IF NOT EXISTS rejects (
-    source_key VARCHAR, source_line BIGINT, raw VARCHAR, reason VARCHAR, factory VARCHAR,
-    source_etag VARCHAR, lake_key VARCHAR)`,
+  ...CANONICAL_TABLES.map((t) => createTableSql(t)),
   // One row per lake object loaded: the same (lake_key, etag) is loaded once.
   `CREATE TABLE IF NOT EXISTS ledger (
     lake_key VARCHAR, etag VARCHAR, kind VARCHAR, source_key VARCHAR, source_etag VARCHAR,
@@ -127,22 +140,59 @@ export function deltaTables(): string[] {
 }
 
 /**
+ * The columns declared for `table` that a table of that name lacks (`existing`: the names it has, in
+ * lower case: DuckDB's names are case-insensitive), in declaration order.
+ */
+export function missingColumns(
+  table: CanonicalTable,
+  existing: ReadonlySet<string>,
+  declared: Declarations = DECLARED,
+): Column[] {
+  return declared[table].filter((c) => !existing.has(c.name.toLowerCase()));
+}
+
+/**
+ * Adds a declared column to the table `qualified`. ADD COLUMN appends, so a table made before some
+ * columns were declared ends with them in their declared order; the rows it held read NULL in them.
+ */
+export function addColumnSql(qualified: string, column: Column): string {
+  return `ALTER TABLE ${qualified} ADD COLUMN IF NOT EXISTS ${quote(column.name)} ${column.type}`;
+}
+
+/**
  * One view per table, under the table's name: the base's rows (less the removed ones, unless the table
  * is `pruned`: it has none) followed by the added ones.
+ *
+ * By name, not by position: a base is never changed, so one written before a column was declared lacks
+ * it while `added.<t>` has it; UNION ALL BY NAME reads the base's rows with NULL there. The canonical
+ * tables are then listed in their declared order, whatever order the files hold them in (ADD COLUMN
+ * appends): that is what `SELECT *` shows the query API's users, what the derived views bind to, and
+ * it changes the views' text — hence their digest, and the writer rewrites them — whenever the
+ * declaration changes. (A stored view over a table that gained a column no longer binds.) A column the
+ * files have and the declaration no longer names is not shown.
  */
-export function tableViews(pruned: ReadonlySet<TableName>, kind: 'TEMP' | '' = ''): string[] {
-  return TABLE_NAMES.map(
-    (t) =>
-      `CREATE OR REPLACE ${kind} VIEW ${kind ? '' : 'main.'}${t} AS
-        SELECT * FROM base.main.${t}${pruned.has(t) ? '' : ` WHERE rowid NOT IN (SELECT rid FROM removed.${t})`}
-        UNION ALL SELECT * FROM added.${t}`,
-  );
+export function tableViews(
+  pruned: ReadonlySet<TableName>,
+  kind: 'TEMP' | '' = '',
+  declared: Declarations = DECLARED,
+): string[] {
+  return TABLE_NAMES.map((t) => {
+    const union = `SELECT * FROM base.main.${t}${pruned.has(t) ? '' : ` WHERE rowid NOT IN (SELECT rid FROM removed.${t})`}
+        UNION ALL BY NAME SELECT * FROM added.${t}`;
+    const body = isCanonical(t)
+      ? `SELECT ${declared[t].map((c) => quote(c.name)).join(', ')} FROM (${union})`
+      : union;
+    return `CREATE OR REPLACE ${kind} VIEW ${kind ? '' : 'main.'}${t} AS ${body}`;
+  });
 }
 
 /**
  * The delta file's views: the tables (`tableViews`), then VIEWS over those. `pruned` tables have no
  * removed rows, and their view skips the anti-join (the writer knows, when it finishes a batch).
  */
-export function deltaViews(pruned: ReadonlySet<TableName> = new Set()): string[] {
-  return [...tableViews(pruned), ...VIEWS];
+export function deltaViews(
+  pruned: ReadonlySet<TableName> = new Set(),
+  declared: Declarations = DECLARED,
+): string[] {
+  return [...tableViews(pruned, '', declared), ...VIEWS];
 }

@@ -1,31 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { PutObjectCommand, S3ServiceException } from '@aws-sdk/client-s3';
+import { DELTA_KEY } from '../contracts/keys.js';
 import { downloadIfChanged, s3, stripETag } from '../core/s3.js';
-
-/**
- * The warehouse's entry point and commit point: the delta file (what changed since its base was
- * written, and views over both), which names its base. See docs/architecture.md, "Warehouse files".
- */
-export const DELTA_KEY = 'telemetry-delta.duckdb';
-/** Base files: immutable, one key each, written by a compaction (or the first batch). */
-export const BASES_PREFIX = 'bases/';
-
-/** The single warehouse file of releases before the delta: adopted as the first base, as is. */
-export const LEGACY_KEY = 'telemetry.duckdb';
-
-/** A new key for a base of this generation (unique: a base object is never overwritten). */
-export function newBaseKey(generation: number): string {
-  return `${BASES_PREFIX}telemetry-${String(generation).padStart(6, '0')}-${randomUUID().slice(0, 8)}.duckdb`;
-}
-
-/** The generation in a key made by `newBaseKey`. */
-export function baseGeneration(key: string): number | undefined {
-  const m = /^bases\/telemetry-(\d+)-[0-9a-f]+\.duckdb$/.exec(key);
-  return m ? Number(m[1]) : undefined;
-}
 
 /** The store refused the upload because someone else wrote the file since we read it. */
 export class WarehouseConflictError extends Error {

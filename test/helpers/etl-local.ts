@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { DuckDBInstance } from '@duckdb/node-api';
+import { parseFactories, ruleForKey } from '../../functions/contracts/factories.js';
+import { dateOfRawKey, deviceOfRawKey } from '../../functions/contracts/keys.js';
 import { connectUtc } from '../../functions/core/duckdb.js';
-import { defaultDevice } from '../../functions/etl/etl-object.js';
 import { etlText as etlTextInDuckDB } from '../../functions/etl/etl-text.js';
-import { parseFactories, ruleForKey } from '../../functions/etl/factories.js';
 
 /**
  * Runs the ETL's domain code (split → resolve rule → normalize in DuckDB) on an in-memory file, and
@@ -19,7 +19,10 @@ export async function etlText(
     key?: string;
     factory?: string;
     maxLineBytes?: number;
-    referenceTime?: Date;
+    /** When the object was created (default 2025-01-01 00:00 UTC: after the tests' data). */
+    objectTime?: Date;
+    /** Bytes per piece the input is fed in (default 7: every boundary is exercised). */
+    pieceBytes?: number;
   } = {},
 ) {
   const factoryId = options.factory ?? 'plant';
@@ -40,8 +43,9 @@ export async function etlText(
   try {
     const buf = typeof content === 'string' ? Buffer.from(content) : content;
     // Feed in small pieces so that line and chunk boundaries are exercised.
-    const pieces = Array.from({ length: Math.ceil(buf.length / 7) }, (_, i) =>
-      buf.subarray(i * 7, i * 7 + 7),
+    const size = options.pieceBytes ?? 7;
+    const pieces = Array.from({ length: Math.ceil(buf.length / size) }, (_, i) =>
+      buf.subarray(i * size, i * size + size),
     );
     const text = await etlTextInDuckDB(c, Readable.from(pieces), {
       dir,
@@ -52,8 +56,10 @@ export async function etlText(
       factoryTimeZone: factory.timezone,
       sourceKey: key,
       id: 'test',
-      defaultDevice: defaultDevice(key),
-      referenceTime: options.referenceTime ?? new Date('2024-01-02T12:00:00Z'),
+      defaultDevice: deviceOfRawKey(key),
+      objectTime: options.objectTime ?? new Date('2025-01-01T00:00:00Z'),
+      keyDate: dateOfRawKey(key),
+      timestamps: config.limits.timestamps,
     });
     if (text.kind !== 'normalized') throw new Error(`not normalized: ${text.kind}`);
     const { rule, result } = text;

@@ -70,8 +70,8 @@ export async function startTestStack(env: Record<string, string> = {}) {
       }
     },
     async waitForManifest(key: string, eTag?: string, timeoutMs = 20_000) {
-      const { manifestKeyOf } = await import('../../functions/core/object-keys.js');
-      const { manifestSchema } = await import('../../functions/core/manifest.js');
+      const { manifestKeyOf } = await import('../../functions/contracts/keys.js');
+      const { manifestSchema } = await import('../../functions/contracts/manifest.js');
       return waitFor(
         async () => {
           const m = manifestSchema.parse(JSON.parse(await this.getText('lake', manifestKeyOf('raw', key))));

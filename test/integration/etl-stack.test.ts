@@ -1,3 +1,6 @@
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -82,6 +85,40 @@ describe('raw upload → normalized Parquet (embedded S3 + SQS)', () => {
     expect(rows).toEqual([
       { n: String(m.lines.loaded), lines: String(m.lines.loaded), last: String(lines - 1) },
     ]);
+  });
+
+  it('a run still going at the deadline is stopped: DuckDB interrupted, no output, no manifest, work folder gone', async () => {
+    // Not in the raw bucket: the stack's own ETL must not pick it up; this test runs the ETL itself.
+    const key = 'deadline/2024/01/02/slow.jsonl.gz';
+    const body = gzipSync(
+      joinLines(jsonlReadings({ seed: 3, lines: 300_000, start: new Date('2024-01-02T00:00:00Z') })),
+    );
+    const eTag = await stack.put(key, body, 'lake');
+    const { etlObject } = await import('../../functions/etl/etl-object.js');
+    const { parseFactories } = await import('../../functions/contracts/factories.js');
+    const { openDuckDB } = await import('../../functions/core/duckdb.js');
+    const { DeadlineError } = await import('../../functions/core/errors.js');
+    const tmpDir = await mkdtemp(join(tmpdir(), 'etl-deadline-'));
+    const started = Date.now();
+    const run = etlObject(
+      { bucket: 'lake', key, eTag, size: body.length, eventName: 'ObjectCreated:Put' },
+      {
+        factories: parseFactories('version: 1\nfactories: {}\n', 'test.yaml'),
+        db: await openDuckDB(),
+        lakeBucket: 'lake',
+        tmpDir,
+        maxLineBytes: 1 << 20,
+        signal: AbortSignal.timeout(300),
+      },
+    );
+    await expect(run).rejects.toBeInstanceOf(DeadlineError);
+    await expect(run).rejects.toThrow(/at the function's time limit; it will be retried/);
+    // It stopped soon after the deadline, not at the end of the work.
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(await readdir(tmpDir)).toEqual([]);
+    expect(await stack.list('lake', 'manifests/factory=deadline/')).toEqual([]);
+    expect(await stack.list('lake', 'normalized/readings/factory=deadline/')).toEqual([]);
+    await rm(tmpDir, { recursive: true, force: true });
   });
 
   it('a gzip upload is decompressed transparently', async () => {

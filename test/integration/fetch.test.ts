@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import bunyan from 'bunyan';
 import { FtpSrv } from 'ftp-srv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Factory, parseFactories } from '../../functions/etl/factories.js';
+import { type Factory, parseFactories } from '../../functions/contracts/factories.js';
 import type { FetchDeps } from '../../functions/fetch/fetch-source.js';
 import { FetchError } from '../../functions/fetch/remote.js';
 import { joinLines, jsonlReadings, syslogLines } from '../../local/demo-data.js';

@@ -1,6 +1,6 @@
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { enrichedKey, manifestKeyOf } from '../../functions/core/object-keys.js';
+import { enrichedKey, manifestKeyOf } from '../../functions/contracts/keys.js';
 import { joinLines, jsonlReadings } from '../../local/demo-data.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { manifestKeyOf } from '../../functions/core/object-keys.js';
+import { manifestKeyOf } from '../../functions/contracts/keys.js';
 import { StackProcess } from '../helpers/stack-process.js';
 import { waitFor } from '../helpers/wait.js';
 

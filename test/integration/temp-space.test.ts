@@ -52,7 +52,7 @@ describe('a full temporary folder', () => {
     const eTag = await stack.put(key, body);
 
     const { etlObject } = await import('../../functions/etl/etl-object.js');
-    const { loadFactories } = await import('../../functions/etl/factories.js');
+    const { loadFactories } = await import('../../functions/contracts/factories.js');
     const { openDuckDB } = await import('../../functions/core/duckdb.js');
     const failure = await etlObject(
       { bucket: 'raw', key, eTag, size: body.length, eventName: 'ObjectCreated:Put' },

@@ -3,12 +3,12 @@ import { join } from 'node:path';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildS3Notification } from '../../functions/core/s3-event.js';
 import {
   deduplicationId,
   WAREHOUSE_GROUP,
   type WarehouseMessage,
-} from '../../functions/core/warehouse-message.js';
+} from '../../functions/contracts/messages.js';
+import { buildS3Notification } from '../../functions/core/s3-event.js';
 import { joinLines, jsonlReadings, syslogLines, wideCsv } from '../../local/demo-data.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
@@ -161,7 +161,7 @@ describe('the warehouse writer, crashing between load and upload', () => {
     await stack.runtime.s3.send(new CreateBucketCommand({ Bucket: 'crash-test' }));
     const { WarehouseFiles } = await import('../../functions/warehouse/warehouse-file.js');
     const { loadBatch } = await import('../../functions/warehouse/load-batch.js');
-    const { bundledReference } = await import('../../functions/enrich/reference.js');
+    const { bundledReference } = await import('../../functions/contracts/reference.js');
     const dir = await mkdtemp(join(stack.data, 'crash-'));
     const ref = bundledReference(join(import.meta.dirname, '..', '..', 'config'));
     const deps = {
@@ -310,7 +310,7 @@ describe('reference data updated in the object store', () => {
 describe('the warehouse files: bases, and a delta each batch uploads', () => {
   const bucket = 'delta-test';
   const ref = async () => {
-    const { bundledReference } = await import('../../functions/enrich/reference.js');
+    const { bundledReference } = await import('../../functions/contracts/reference.js');
     return {
       ...bundledReference(join(import.meta.dirname, '..', '..', 'config')),
       sources: { devices: 'b', errorCodes: 'b' },

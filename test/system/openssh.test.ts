@@ -18,7 +18,7 @@ let outbox: string;
 let configDir: string;
 let fingerprint: string;
 let fetchSource: typeof import('../../functions/fetch/fetch-source.js').fetchSource;
-let loadFactories: typeof import('../../functions/etl/factories.js').loadFactories;
+let loadFactories: typeof import('../../functions/contracts/factories.js').loadFactories;
 
 async function portOpen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -96,7 +96,7 @@ factories:
   );
   process.env.PLANT_SSH_KEY = execFileSync('cat', [join(home, 'user_key')]).toString();
   ({ fetchSource } = await import('../../functions/fetch/fetch-source.js'));
-  ({ loadFactories } = await import('../../functions/etl/factories.js'));
+  ({ loadFactories } = await import('../../functions/contracts/factories.js'));
 });
 
 afterAll(async () => {

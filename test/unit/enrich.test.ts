@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseDevices, parseErrorCodes } from '../../functions/contracts/reference.js';
 import { connectUtc } from '../../functions/core/duckdb.js';
 import { enrichEvents, enrichReadings, loadReference } from '../../functions/enrich/enrich-object.js';
-import { parseDevices, parseErrorCodes } from '../../functions/enrich/reference.js';
 
 let dir: string;
 let c: DuckDBConnection;

@@ -155,7 +155,7 @@ describe('syslog', () => {
       ].join('\n'),
       {
         yaml: rule('      - match: "*.log"\n        format: syslog\n        codePattern: "(E\\\\d+)"\n'),
-        referenceTime: new Date('2024-01-02T12:00:00Z'),
+        objectTime: new Date('2024-01-02T12:00:00Z'),
       },
     );
     expect(r.events.map((e) => [e.ts, e.device, e.component, e.severity, e.code, e.message])).toEqual([
@@ -271,10 +271,10 @@ describe('output files', () => {
 
   it('writes one file per UTC day, named after the input object', async () => {
     const r = await etlText(`${day(2)}\n${day(3)}\n${day(2)}\nbad\n`);
-    expect(r.result.files.map((f) => f.relativePath)).toEqual([
-      'readings/factory=plant/date=2024-01-02/test.parquet',
-      'readings/factory=plant/date=2024-01-03/test.parquet',
-      'rejects/factory=plant/test.parquet',
+    expect(r.result.files.map((f) => f.key)).toEqual([
+      'normalized/readings/factory=plant/date=2024-01-02/test.parquet',
+      'normalized/readings/factory=plant/date=2024-01-03/test.parquet',
+      'quarantine/rejects/factory=plant/test.parquet',
     ]);
     expect(r.readings.map((x) => [x.ts, x.source_line])).toEqual([
       ['2024-01-02 10:00:00+00', '1'],
@@ -292,8 +292,11 @@ describe('output files', () => {
         at('2024-01-02T23:59:59.999999Z', 3),
         at('2024-01-03T00:30:00+01:00', 4),
       ].join('\n'),
+      {
+        yaml: 'version: 1\nlimits:\n  timestamps:\n    notBefore: "1900-01-01"\nfactories:\n  plant:\n    name: P\n',
+      },
     );
-    expect(r.result.files.map((f) => f.relativePath.split('/')[2])).toEqual([
+    expect(r.result.files.map((f) => f.key.split('/')[3])).toEqual([
       'date=1969-12-31',
       'date=1970-01-01',
       'date=2024-01-02',
@@ -304,9 +307,9 @@ describe('output files', () => {
   it('still writes one file per day, every row once, when a file spans many days', async () => {
     const days = Array.from({ length: 20 }, (_, i) => i + 1);
     const r = await etlText(`${days.map(day).join('\n')}\n`);
-    const files = r.result.files.map((f) => f.relativePath);
+    const files = r.result.files.map((f) => f.key);
     expect(files).toHaveLength(20);
-    expect(new Set(files.map((f) => f.split('/')[2]))).toEqual(
+    expect(new Set(files.map((f) => f.split('/')[3]))).toEqual(
       new Set(days.map((d) => `date=2024-01-${String(d).padStart(2, '0')}`)),
     );
     expect(r.readings.map((x) => x.value)).toEqual(days);
@@ -373,11 +376,11 @@ describe('batches', () => {
         : `{"ts":"2024-01-02T10:${String(i % 60).padStart(2, '0')}:00Z","device":"p","metric":"m","value":${i + 1}}`,
     );
     const r = await etlText(`${lines.join('\n')}\n`);
-    const names = r.result.files.filter((f) => f.kind === 'readings').map((f) => f.relativePath);
+    const names = r.result.files.filter((f) => f.kind === 'readings').map((f) => f.key);
     expect(names.length).toBeGreaterThan(3);
-    expect(names[0]).toBe('readings/factory=plant/date=2024-01-02/test.parquet');
+    expect(names[0]).toBe('normalized/readings/factory=plant/date=2024-01-02/test.parquet');
     expect(names.slice(1)).toEqual(
-      names.slice(1).map((_, b) => `readings/factory=plant/date=2024-01-02/test-${b + 1}.parquet`),
+      names.slice(1).map((_, b) => `normalized/readings/factory=plant/date=2024-01-02/test-${b + 1}.parquet`),
     );
     expect(r.result.lines).toEqual({ total: 120, loaded: 116, rejected: 4, blank: 0, header: 0 });
     expect(r.readings.map((x) => Number(x.source_line))).toEqual(

@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { loadFactories, parseFactories, ruleForKey } from '../../functions/contracts/factories.js';
+import { accountingFactory } from '../../functions/contracts/keys.js';
 import { ConfigError } from '../../functions/core/errors.js';
-import { accountingFactory } from '../../functions/core/object-keys.js';
-import { loadFactories, parseFactories, ruleForKey } from '../../functions/etl/factories.js';
 import { routesFor } from '../../topology/topology.js';
 
 const root = join(import.meta.dirname, '..', '..');

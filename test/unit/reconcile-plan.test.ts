@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { enrichedKey, manifestKeyOf } from '../../functions/core/object-keys.js';
+import { enrichedKey, manifestKeyOf } from '../../functions/contracts/keys.js';
 import type { ListedObject } from '../../functions/core/s3.js';
 import {
   emptyState,

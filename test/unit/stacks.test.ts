@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { loadFactories, secretNames } from '../../functions/etl/factories.js';
+import { loadFactories, secretNames } from '../../functions/contracts/factories.js';
 import {
   dlqResourceName,
   type FunctionName,

@@ -5,7 +5,9 @@ import picomatch from 'picomatch';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../core/errors.js';
-import { FACTORY_ID } from '../core/object-keys.js';
+import { FACTORY_ID } from './keys.js';
+import { regexProblem } from './regex.js';
+import { templateToRegex } from './template.js';
 
 /**
  * `config/factories.yaml`: factories, and per factory the rules that say how a file in
@@ -22,6 +24,8 @@ const fieldRef = z.union([
     .object({ fromKey: z.string().min(1) })
     .strict()
     .describe('regex with one capture group applied to the object key'),
+  /** For files with no time column: the object's creation time, or the day its key names (midnight). */
+  z.object({ from: z.enum(['objectTime', 'keyDate']) }).strict(),
 ]);
 export type FieldRef = z.infer<typeof fieldRef>;
 
@@ -57,6 +61,25 @@ const wide = z
   })
   .strict();
 
+/**
+ * Records that span lines. `start`: a line matching this regex starts a record; the lines after it that
+ * do not are joined to it (with \n). A record is at most `maxLines` lines and `maxBytes` bytes: one
+ * that would grow past either is not joined, and its lines are parsed one by one.
+ */
+const multiline = z
+  .object({
+    start: z.string().min(1).optional(),
+    maxLines: z.number().int().min(2).max(100_000).default(1000),
+    maxBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(64 * 1024 * 1024)
+      .default(1024 * 1024),
+  })
+  .strict();
+export type Multiline = z.infer<typeof multiline>;
+
 const ruleBase = {
   /** Glob(s) on the file name (or on the path below the factory when the glob has a `/`); `.gz` ignored. */
   match: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
@@ -66,6 +89,12 @@ const ruleBase = {
   timestamp: timestampSpec.default({ format: 'auto' }),
   /** Regex with one group that pulls an error code out of the message when no code field is mapped. */
   codePattern: z.string().min(1).optional(),
+  /**
+   * Records spanning lines. Templates join indented, `at …`, `Caused by:` and `... N more` lines to
+   * the record before them unless this says otherwise (`false`: every line is a record); CSV joins
+   * lines inside a quoted field.
+   */
+  multiline: z.union([multiline, z.literal(false)]).optional(),
 };
 
 const ruleSchema = z.discriminatedUnion('format', [
@@ -75,7 +104,8 @@ const ruleSchema = z.discriminatedUnion('format', [
     .object({
       format: z.literal('csv'),
       ...ruleBase,
-      delimiter: z.string().min(1).max(4).optional(),
+      /** `whitespace`: fields are separated by runs of spaces and tabs (leading and trailing ignored). */
+      delimiter: z.union([z.literal('whitespace'), z.string().min(1).max(4)]).optional(),
       header: z.boolean().default(true),
       columns: z.array(z.string().min(1)).min(1).optional(),
       /** Numbers written with a decimal comma (`21,5`); default: on when the delimiter is `;`. */
@@ -207,10 +237,19 @@ const factoriesFileSchema = z
     limits: z
       .object({
         maxLineBytes: z.number().int().positive().optional(),
-        maxRejectRatio: z.number().min(0).max(1).optional(),
+        /** A file rejecting more than this share of its lines is reported (manifest warning, metric). */
+        maxRejectRatio: z.number().min(0).max(1).default(0.5),
+        /** Timestamps outside [notBefore, object time + maxAheadHours] are rejected as implausible. */
+        timestamps: z
+          .object({
+            notBefore: z.iso.datetime({ offset: true }).or(z.iso.date()).default('1970-01-01'),
+            maxAheadHours: z.number().min(0).default(24),
+          })
+          .strict()
+          .default({ notBefore: '1970-01-01', maxAheadHours: 24 }),
       })
       .strict()
-      .default({}),
+      .default({ maxRejectRatio: 0.5, timestamps: { notBefore: '1970-01-01', maxAheadHours: 24 } }),
     /** Anomaly flags on readings: robust z-score |x − median| / (1.4826·MAD) above the threshold. */
     enrichment: z
       .object({
@@ -226,7 +265,11 @@ const factoriesFileSchema = z
 
 export interface FactoriesConfig {
   file: string;
-  limits: { maxLineBytes?: number };
+  limits: {
+    maxLineBytes?: number;
+    maxRejectRatio: number;
+    timestamps: { notBefore: string; maxAheadHours: number };
+  };
   enrichment: { anomalyThreshold: number; baselineMinSamples: number; baselineDays: number };
   factories: Map<string, Factory>;
 }
@@ -271,18 +314,27 @@ export function parseFactories(text: string, file: string): FactoriesConfig {
       }
     });
     f.files.forEach((rule, i) => {
-      for (const [name, pattern] of [
-        ['codePattern', rule.codePattern],
-        ['pattern', rule.format === 'regex' ? rule.pattern : undefined],
-      ] as const) {
+      const at = `factories.${id}.files[${i}]`;
+      const checks: [string, string | undefined, 'named' | 'one' | 'any'][] = [
+        ['codePattern', rule.codePattern, 'one'],
+        ['pattern', rule.format === 'regex' ? rule.pattern : undefined, 'named'],
+        ['multiline.start', rule.multiline ? rule.multiline.start : undefined, 'any'],
+        ...Object.entries(rule.map).flatMap(([column, ref]): [string, string, 'one'][] =>
+          ref && typeof ref === 'object' && 'fromKey' in ref
+            ? [[`map.${column}.fromKey`, ref.fromKey, 'one']]
+            : [],
+        ),
+      ];
+      for (const [name, pattern, groups] of checks) {
         if (pattern === undefined) continue;
+        const problem = regexProblem(pattern, groups);
+        if (problem) throw new ConfigError(file, `${at}.${name}: ${problem}`);
+      }
+      if (rule.format === 'template') {
         try {
-          new RegExp(pattern.replace(/\(\?P</g, '(?<'));
-        } catch (cause) {
-          throw new ConfigError(
-            file,
-            `factories.${id}.files[${i}].${name}: invalid regex: ${(cause as Error).message}`,
-          );
+          templateToRegex(rule.template);
+        } catch (err) {
+          throw new ConfigError(file, `${at}.template: ${(err as Error).message}`);
         }
       }
     });

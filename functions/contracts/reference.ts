@@ -1,9 +1,10 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../core/errors.js';
-import { SEVERITY_NAMES, SEVERITY_WORDS } from '../etl/severity.js';
+import { REFERENCE_FILES } from './keys.js';
+import { SEVERITY_NAMES, SEVERITY_WORDS } from './severity.js';
 
 /**
  * Reference data: the device registry and the error-code catalogue. The bundled files under `config/`
@@ -63,13 +64,6 @@ export const errorCodesSchema = z
 export type Devices = z.infer<typeof devicesSchema>['devices'];
 export type ErrorCodes = z.infer<typeof errorCodesSchema>['codes'];
 
-export const REFERENCE_FILES = { devices: 'devices.yaml', errorCodes: 'error-codes.yaml' } as const;
-
-/** Where an updated copy is picked up from, in the lake bucket. */
-export function referenceKey(name: keyof typeof REFERENCE_FILES): string {
-  return `reference/${REFERENCE_FILES[name]}`;
-}
-
 function parse<T>(schema: z.ZodType<T>, text: string, where: string): T {
   let raw: unknown;
   try {
@@ -104,17 +98,36 @@ export function parseErrorCodes(text: string, where: string): ErrorCodes {
   return codes;
 }
 
-/** The bundled reference files next to factories.yaml. */
-export function bundledReference(configDir: string): { devices: Devices; errorCodes: ErrorCodes } {
-  const read = (name: string) => {
-    const file = join(configDir, name);
-    try {
-      return { file, text: readFileSync(file, 'utf8') };
-    } catch (cause) {
-      throw new ConfigError(file, 'cannot read file', { cause });
+/** The reference files the project ships (`config/` at the repository's root). */
+export const SHIPPED_CONFIG_DIR = join(import.meta.dirname, '..', '..', 'config');
+
+/**
+ * The reference files next to factories.yaml. A config folder may hold only factories.yaml: a file it
+ * lacks is taken from the project's own `config/` (the shipped registry and catalogue), and when that
+ * has none either (a deployment whose config folder was trimmed), the list is empty — enrichment then
+ * leaves the registry and catalogue columns NULL. `from` says which file was used, for the logs.
+ */
+export function bundledReference(
+  configDir: string,
+  fallbackDir = SHIPPED_CONFIG_DIR,
+): { devices: Devices; errorCodes: ErrorCodes; from: { devices: string; errorCodes: string } } {
+  const read = (name: string): { file: string; text: string } | undefined => {
+    for (const dir of [configDir, fallbackDir]) {
+      const file = join(dir, name);
+      if (!existsSync(file)) continue;
+      try {
+        return { file, text: readFileSync(file, 'utf8') };
+      } catch (cause) {
+        throw new ConfigError(file, 'cannot read file', { cause });
+      }
     }
+    return undefined;
   };
   const d = read(REFERENCE_FILES.devices);
   const e = read(REFERENCE_FILES.errorCodes);
-  return { devices: parseDevices(d.text, d.file), errorCodes: parseErrorCodes(e.text, e.file) };
+  return {
+    devices: d ? parseDevices(d.text, d.file) : [],
+    errorCodes: e ? parseErrorCodes(e.text, e.file) : [],
+    from: { devices: d?.file ?? 'none', errorCodes: e?.file ?? 'none' },
+  };
 }

@@ -1,6 +1,7 @@
 import { GetObjectCommand, S3ServiceException } from '@aws-sdk/client-s3';
-import { isNotFound, s3, stripETag } from '../core/s3.js';
-import { type Devices, type ErrorCodes, parseDevices, parseErrorCodes, referenceKey } from './reference.js';
+import { referenceKey } from '../contracts/keys.js';
+import { type Devices, type ErrorCodes, parseDevices, parseErrorCodes } from '../contracts/reference.js';
+import { isNotFound, s3, stripETag } from './s3.js';
 
 export interface Reference {
   devices: Devices;

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { DATA_TABLES } from './tables.js';
 
 /**
  * What the enrich function tells the single warehouse writer, through the FIFO queue: an enriched
@@ -8,7 +9,7 @@ import { z } from 'zod';
 export const warehouseMessageSchema = z.discriminatedUnion('kind', [
   z.object({
     kind: z.literal('data'),
-    table: z.enum(['readings', 'events']),
+    table: z.enum(DATA_TABLES),
     bucket: z.string().min(1),
     key: z.string().min(1),
     eTag: z.string().min(1),

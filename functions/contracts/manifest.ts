@@ -33,6 +33,12 @@ export const manifestSchema = z.object({
   finishedAt: z.string(),
   minTs: z.string().optional(),
   maxTs: z.string().optional(),
+  /** Records that spanned more than one line. */
+  multilineRecords: z.number().optional(),
+  /** `cr`: the file's lines end in a lone carriage return. */
+  lineEndings: z.literal('cr').optional(),
+  /** Things the file's owner should look at, e.g. a reject ratio over `limits.maxRejectRatio`. */
+  warnings: z.array(z.string()).optional(),
 });
 
 export type Manifest = z.infer<typeof manifestSchema>;

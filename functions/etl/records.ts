@@ -1,0 +1,74 @@
+import { sqlString } from '../core/duckdb.js';
+import type { Records } from './rule.js';
+
+/**
+ * Joins lines into multiline records, in SQL, batch by batch (see normalize.ts). The lines of a batch
+ * are the ones the last batch held back (`carry`, its last record, which may go on) followed by the
+ * batch's own. Each line gets the number of the line that starts its record (`rn`): the last start at
+ * or before it; a line before any start is a record of its own. A record is its lines joined with \n,
+ * numbered by its first line, with `lines` its line count — so every line stays accounted for.
+ *
+ * A record that grows past `maxLines` or `maxBytes`, or a CSV record whose quoted field never closes,
+ * is not joined: its lines go on as records of their own (a stray quote or a start pattern that
+ * stopped matching then costs only those lines, each parsed or rejected alone, never the file).
+ */
+
+/**
+ * Lines that go on the record before them when a template is the rule: indented lines, Java stack
+ * frames (`at …`, `... 12 more`, `Caused by:`, `Suppressed:`), an exception class line
+ * (`java.lang.IllegalStateException: boom`), Python's traceback lines (`Traceback (most recent call
+ * last):` and `ValueError: bad value`).
+ */
+export const CONTINUATION = String.raw`^(?:[ \t]|at |Caused by:|Suppressed:|\.\.\. \d+ (?:more|common frames omitted)|(?:[A-Za-z_$][\w$]*\.)+[A-Za-z_$][\w$]*(?:Exception|Error|Throwable)(?::|$)|Traceback \(most recent call last\):|[A-Za-z_][\w.]*(?:Error|Exception|Warning): )`;
+
+/**
+ * Statements that make `data_lines (n, raw, lines)` from the batch's lines (`linesSql`, yielding
+ * `n, raw`) and leave the batch's unfinished record in `carry`. `pattern` is the rule's own pattern
+ * (for `template` mode). `last`: no batch follows; nothing is held back.
+ */
+export function recordsSql(
+  linesSql: string,
+  r: Records,
+  pattern: string | undefined,
+  last: boolean,
+): string[] {
+  // `odd`: the line has an odd number of double quotes (it opens or closes a quoted field).
+  const odd = r.mode === 'quotes' ? `(strlen(raw) - strlen(replace(raw, '"', ''))) % 2` : '0';
+  let start: string;
+  if (r.mode === 'quotes') {
+    // Quotes before the line: an even count means no field is open, and the line starts a record.
+    start = `coalesce(sum(odd) OVER (ORDER BY n ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) % 2 = 0`;
+  } else if (r.mode === 'start') {
+    start = `regexp_matches(raw, ${sqlString(r.start!)})`;
+  } else {
+    start = `(regexp_matches(raw, ${sqlString(pattern!)}) OR NOT regexp_matches(raw, ${sqlString(CONTINUATION)}))`;
+  }
+  return [
+    `CREATE OR REPLACE TEMP TABLE rec_lines AS
+       SELECT n, raw FROM carry UNION ALL SELECT n, raw FROM (${linesSql})`,
+    `CREATE OR REPLACE TEMP TABLE grouped AS
+       SELECT n, raw, odd, coalesce(max(CASE WHEN s THEN n END) OVER (ORDER BY n ROWS UNBOUNDED PRECEDING), n) AS rn
+       FROM (SELECT n, raw, odd, ${start} AS s FROM (SELECT n, raw, ${odd} AS odd FROM rec_lines))`,
+    // Per record: joined or not (`broken`), held back for the next batch or not.
+    `CREATE OR REPLACE TEMP TABLE recs AS
+       SELECT rn, lines, broken, NOT broken AND held AS held FROM (
+         SELECT rn, count(*) AS lines,
+           count(*) > ${r.maxLines} OR sum(strlen(raw) + 1) > ${r.maxBytes}
+             ${last ? 'OR sum(odd) % 2 = 1' : ''} AS broken,
+           ${last ? 'false' : 'rn = max(rn) OVER ()'} AS held
+         FROM grouped GROUP BY rn)`,
+    `CREATE OR REPLACE TEMP TABLE data_lines AS
+       SELECT g.n, g.raw, 1 AS lines FROM grouped g JOIN recs USING (rn)
+         WHERE recs.broken OR (recs.lines = 1 AND NOT recs.held)
+       UNION ALL
+       SELECT rn AS n, string_agg(g.raw, chr(10) ORDER BY g.n) AS raw, any_value(recs.lines) AS lines
+         FROM grouped g JOIN recs USING (rn)
+         WHERE recs.lines > 1 AND NOT recs.broken AND NOT recs.held
+         GROUP BY rn`,
+    `CREATE OR REPLACE TEMP TABLE carry AS
+       SELECT g.n, g.raw FROM grouped g JOIN recs USING (rn) WHERE recs.held`,
+    'DROP TABLE rec_lines',
+    'DROP TABLE grouped',
+    'DROP TABLE recs',
+  ];
+}
