@@ -104,7 +104,7 @@ export async function parseOnly(
     yearReference: new Date('2026-01-02T00:00:00Z'),
   });
   const c = await connectUtc(db);
-  await c.run(`CREATE OR REPLACE TEMP TABLE data_lines AS SELECT 0::BIGINT AS n, line AS raw
+  await c.run(`CREATE OR REPLACE TEMP TABLE data_lines AS SELECT 0::BIGINT AS n, line AS raw, 1 AS lines
     FROM read_csv(${sqlString(path)}, columns = {'line': 'VARCHAR'}, delim = '\\x01', quote = '', escape = '', header = false)
     ${rule.csv?.header ? 'OFFSET 1' : ''}`);
   return {

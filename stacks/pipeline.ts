@@ -4,7 +4,7 @@
  * runs this against recording fakes of the `sst` globals and compares it with the topology.
  */
 import { join } from 'node:path';
-import { loadFactories, secretNames } from '../functions/etl/factories.js';
+import { loadFactories, secretNames } from '../functions/contracts/factories.js';
 import {
   type BucketName,
   type FunctionName,

@@ -7,7 +7,8 @@
  *   ignoring case (DuckDB struct keys are case-insensitive). A field captures lazily, `(.*?)`; the last
  *   field captures the rest, `(.*)`, unless an optional part comes after it (then it stays lazy, or the
  *   optional part could never match). With `multiline` the last field also matches newlines.
- * - `\x` is the literal character x (any character); a trailing lone `\` is an error.
+ * - `\x` is the literal character x for any x but a letter or digit (`\d`, `\s`, `\1` are regex
+ *   escapes, refused); a trailing lone `\` is an error.
  * - `( … )?` is an optional part, `(?: … )?`; it may hold fields, literals and other groups.
  *   `( … )` without `?` is literal parentheses around its content. Parentheses must balance.
  * - A run of spaces/tabs matches `[ \t]+`. Runs at the very start and end of the template are dropped.
@@ -88,6 +89,14 @@ class Parser {
         }
         // Whole code point, so an escaped astral character is not split into lone surrogates.
         const escaped = String.fromCodePoint(t.codePointAt(this.i + 1)!);
+        // `\d`, `\s`, `\w`, `\1`… are regex classes, which a template does not have: refused rather
+        // than read as the letter, which would quietly match nothing.
+        if (/^[A-Za-z0-9]$/.test(escaped)) {
+          throw new TemplateError(
+            `"\\${escaped}" at ${this.i} is a regex escape; templates are not regexes: write the character itself, or use a regex rule`,
+            this.i,
+          );
+        }
         literal(escaped);
         this.i += 1 + escaped.length;
       } else if (ch === ' ' || ch === '\t') {

@@ -73,13 +73,15 @@ export function formatSql(rule: ResolvedRule, ctx: TimeContext): FormatSql {
           return i === undefined ? `json_extract_string(obj, ${sqlString(jsonPath(name))})` : `jf[${i}]`;
         },
         values: (fields) => `list_select(jf, [${fields.map((f) => index.get(f)).join(', ')}])`,
-        // The object less the keys the mapping took: a merge patch with null deletes them.
+        // The object less the keys the mapping took: a merge patch with null deletes them. It parses the
+        // line again, so it runs only when the first lines show keys the mapping leaves (a key first seen
+        // further down is then kept too; one seen nowhere in the sample is not looked for).
         attributes: (used) => {
           const drop = [...used].filter((f) => !f.startsWith('$'));
+          if (!rule.fields.some((f) => !used.has(f))) return NULL_JSON;
+          if (drop.length === 0) return 'CAST(obj AS JSON)';
           const patch = JSON.stringify(Object.fromEntries(drop.map((f) => [f, null])));
-          return drop.length === 0
-            ? 'CAST(obj AS JSON)'
-            : `CAST(nullif(json_merge_patch(obj, ${sqlString(patch)}), '{}') AS JSON)`;
+          return `CAST(nullif(json_merge_patch(obj, ${sqlString(patch)}), '{}') AS JSON)`;
         },
       };
     }

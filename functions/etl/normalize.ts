@@ -8,7 +8,7 @@ import { columnsAt, type DataTable, selectList } from '../contracts/tables.js';
 import { sqlString } from '../core/duckdb.js';
 import { type FormatSql, formatSql, severityFor } from './formats.js';
 import type { LineChunk, SplitResult } from './line-splitter.js';
-import { recordsSql } from './records.js';
+import { buildRecords } from './records.js';
 import { mappedFields, type ResolvedRule } from './rule.js';
 import { BAD_OFFSET, type TimeContext, timestampSql } from './timestamps.js';
 
@@ -197,7 +197,7 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     // past DuckDB's depth limit. Unnested on output, in step with the metric names and units.
     const names = `[${metrics.map((m) => sqlString(m.metric)).join(', ')}]::VARCHAR[]`;
     const units = `[${metrics.map((m) => (m.unit === undefined ? 'NULL' : sqlString(m.unit))).join(', ')}]::VARCHAR[]`;
-    const trimmed = `list_transform(${format.values(metrics.map((m) => m.field))}, x -> nullif(trim(x), ''))`;
+    const trimmed = `list_transform(${format.values(metrics.map((m) => m.field))}, x -> ${trimmedSql('x')})`;
     columns = [['mr', metrics.length ? trimmed : '[]::VARCHAR[]']];
     converted = [['mv', `list_transform(mr, x -> ${toDouble('x')})`]];
     keep = ['mv'];
@@ -207,7 +207,9 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
         ? [`WHEN true THEN 'no metric columns'`]
         : [
             `WHEN list_count(mr) = 0 THEN 'value: no metric value on the line'`,
-            `WHEN ${bad} > 0 THEN 'value: ' || (${names})[${bad}] || ' is not a number: "' || mr[${bad}] || '"'`,
+            // The position is looked for only on a line that has a bad value (a count or sum says so).
+            `WHEN (list_count(mr) <> list_count(mv) OR NOT isfinite(coalesce(list_sum(mv), 0))) AND ${bad} > 0
+               THEN 'value: ' || (${names})[${bad}] || ' is not a number: "' || mr[${bad}] || '"'`,
           ];
     readingCount = 'sum(list_count(mv)) FILTER (reason IS NULL)';
     outputSql = `SELECT ${selectList('readings', columnsAt('readings', 'normalized'), {
@@ -359,7 +361,7 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     // it directly would run on one thread; a scan of the table runs on all of them.
     const lines = dataLinesSql(batch, headerLine());
     if (records) {
-      for (const sql of recordsSql(lines, records, rule.pattern?.regex, last)) await c.run(sql);
+      await buildRecords(c, lines, records, rule.pattern?.regex, last);
     } else {
       await c.run(`CREATE OR REPLACE TEMP TABLE data_lines AS SELECT n, raw, 1 AS lines FROM (${lines})`);
     }

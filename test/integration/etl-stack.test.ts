@@ -225,6 +225,54 @@ describe('raw upload → normalized Parquet (embedded S3 + SQS)', () => {
     expect((await stack.runtime.queueDepths())['etl-dlq']).toBe(0);
   });
 
+  it('a Java stack trace is one event with all its lines; the accounting counts every line', async () => {
+    const key = 'demo/2024/01/02/service-mes.log';
+    const body = [
+      '2024-01-02 10:00:00,123 INFO [main] com.acme.mes.App - started',
+      '2024-01-02 10:00:01,000 ERROR [pool-1] com.acme.mes.Io - E2001 write failed',
+      'java.lang.IllegalStateException: boom',
+      '\tat com.acme.mes.Io.write(Io.java:10)',
+      'Caused by: java.io.IOException: disk full',
+      '\t... 5 more',
+      '',
+      '2024-01-02 10:00:02,000 WARN [main] com.acme.mes.App - slow',
+    ].join('\n');
+    const eTag = await stack.put(key, body);
+    const m = await stack.waitForManifest(key, eTag);
+    expect(m).toMatchObject({
+      status: 'loaded',
+      format: 'template',
+      lines: { total: 8, loaded: 7, rejected: 0, blank: 1, header: 0 },
+      rows: { events: 3 },
+      multilineRecords: 1,
+    });
+    const events = await stack.queryParquet(
+      m.outputs.filter((k) => k.startsWith('normalized/events/')),
+      (f) =>
+        `SELECT source_line, source_lines, device, severity_raw, code, message FROM ${f} ORDER BY source_line`,
+    );
+    expect(events).toEqual([
+      {
+        source_line: '1',
+        source_lines: 1,
+        device: 'mes',
+        severity_raw: 'INFO',
+        code: null,
+        message: 'started',
+      },
+      {
+        source_line: '2',
+        source_lines: 5,
+        device: 'mes',
+        severity_raw: 'ERROR',
+        code: 'E2001',
+        message:
+          'E2001 write failed\njava.lang.IllegalStateException: boom\n\tat com.acme.mes.Io.write(Io.java:10)\nCaused by: java.io.IOException: disk full\n\t... 5 more',
+      },
+      { source_line: '8', source_lines: 1, device: 'mes', severity_raw: 'WARN', code: null, message: 'slow' },
+    ]);
+  });
+
   it('invalid UTF-8, over-long and unparsable lines become rejects; every line is accounted for', async () => {
     const key = `${day}/mixed.jsonl`;
     const good = '{"ts":"2024-01-02T10:00:00Z","device":"d","metric":"m","value":1}';

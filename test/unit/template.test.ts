@@ -556,6 +556,7 @@ describe('template errors', () => {
     ['no field', String.raw`\[time\] level`, /^no field: .* at 14\)$/, 14],
     ['empty template', '', /^no field: .* at 0\)$/, 0],
     ['trailing backslash', '<A> \\', /^trailing "\\" at 4 /, 4],
+    ['a regex escape', String.raw`<A>\d+ <B>`, /^"\\d" at 3 is a regex escape; templates are not regexes/, 3],
   ];
 
   it.each(cases)('%s', (_, template, message, position) => {
