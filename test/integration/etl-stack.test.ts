@@ -286,6 +286,10 @@ describe('raw upload → normalized Parquet (embedded S3 + SQS)', () => {
     const eTag = await stack.put(key, body);
     const m = await stack.waitForManifest(key, eTag);
     expect(m.lines).toEqual({ total: 6, loaded: 2, rejected: 3, blank: 1, header: 0 });
+    // 3 of the 5 lines that are not blank: over the default limits.maxRejectRatio of 50%.
+    expect(m.warnings).toEqual([
+      'rejected 3 of 5 lines (60%), over limits.maxRejectRatio 50%: check the rule for this file',
+    ]);
     const rej = await stack.queryParquet(
       m.outputs.filter((k) => k.startsWith('quarantine/')),
       (f) => `SELECT source_line, reason FROM ${f} ORDER BY 1`,
@@ -398,5 +402,6 @@ describe('runtime HTTP API', () => {
       /telemetry_pipeline_files_total\{stage="etl",factory="plant-a",outcome="loaded"\} \d+/,
     );
     expect(text).toMatch(/telemetry_pipeline_queue_messages\{queue="etl-dlq"\} 1/);
+    expect(text).toMatch(/telemetry_pipeline_files_over_reject_ratio_total\{factory="plant-a"\} [1-9]/);
   });
 });

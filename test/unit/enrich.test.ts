@@ -1,9 +1,14 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseDevices, parseErrorCodes } from '../../functions/contracts/reference.js';
+import {
+  bundledReference,
+  parseDevices,
+  parseErrorCodes,
+  SHIPPED_CONFIG_DIR,
+} from '../../functions/contracts/reference.js';
 import { connectUtc } from '../../functions/core/duckdb.js';
 import { enrichEvents, enrichReadings, loadReference } from '../../functions/enrich/enrich-object.js';
 
@@ -179,5 +184,27 @@ describe('reference data validation', () => {
     ],
   ])('rejects %s with the file and path', (_n, fn, message) => {
     expect(fn).toThrowError(message);
+  });
+});
+
+describe('reference data beside factories.yaml', () => {
+  it('a config folder with only factories.yaml uses the shipped registry and catalogue; with none anywhere, empty lists', async () => {
+    const only = await mkdtemp(join(tmpdir(), 'config-only-'));
+    const empty = await mkdtemp(join(tmpdir(), 'config-empty-'));
+    try {
+      await writeFile(join(only, 'factories.yaml'), 'version: 1\nfactories: {}\n');
+      const shipped = bundledReference(only);
+      expect(shipped.devices.length).toBeGreaterThan(0);
+      expect(shipped.errorCodes.length).toBeGreaterThan(0);
+      expect(shipped.from.devices).toBe(join(SHIPPED_CONFIG_DIR, 'devices.yaml'));
+      const none = bundledReference(only, empty);
+      expect(none).toEqual({ devices: [], errorCodes: [], from: { devices: 'none', errorCodes: 'none' } });
+      // A file that is there but broken is still an error naming it.
+      await writeFile(join(only, 'devices.yaml'), 'version: 1\ndevices: [{ factory: a }]\n');
+      expect(() => bundledReference(only)).toThrowError(/devices\.yaml: invalid reference data/);
+    } finally {
+      await rm(only, { recursive: true, force: true });
+      await rm(empty, { recursive: true, force: true });
+    }
   });
 });

@@ -6,6 +6,8 @@ import { ConfigError } from '../../functions/core/errors.js';
 import { routesFor } from '../../topology/topology.js';
 
 const root = join(import.meta.dirname, '..', '..');
+/** A factory `a` with one rule; a case appends the rule's other keys. */
+const RULE = 'version: 1\nfactories:\n  a:\n    name: A\n    files:\n      - match: x\n';
 
 describe('factories.yaml', () => {
   it('the shipped config loads and has the demo factory', () => {
@@ -31,12 +33,59 @@ describe('factories.yaml', () => {
       'version: 1\nfactories:\n  a:\n    name: A\n    files:\n      - match: x\n        format: regex\n        pattern: "(unclosed"\n',
       /factories\.a\.files\[0\]\.pattern: invalid regex/,
     ],
+    [
+      'a regex with an unnamed group',
+      `${RULE}        format: regex\n        pattern: '^(?<ts>\\S+) (\\w+) (?<message>.*)$'\n`,
+      /factories\.a\.files\[0\]\.pattern: has 3 capture groups but 2 named ones/,
+    ],
+    [
+      'a regex with no named group',
+      `${RULE}        format: regex\n        pattern: '^.*$'\n`,
+      /pattern: has no named group/,
+    ],
+    [
+      'a look-ahead (RE2 has none)',
+      `${RULE}        format: regex\n        pattern: '^(?<m>a(?=b))'\n`,
+      /files\[0\]\.pattern: "\(\?=" \(look-around or back-reference\) is not supported by RE2/,
+    ],
+    [
+      'a codePattern without one group',
+      `${RULE}        format: auto\n        codePattern: 'E\\d+'\n`,
+      /files\[0\]\.codePattern: needs exactly one capture group, has 0/,
+    ],
+    [
+      'a fromKey with two groups',
+      `${RULE}        format: auto\n        map: { device: { fromKey: '(a)(b)' } }\n`,
+      /files\[0\]\.map\.device\.fromKey: needs exactly one capture group, has 2/,
+    ],
+    [
+      'a bad multiline start',
+      `${RULE}        format: auto\n        multiline: { start: '[' }\n`,
+      /files\[0\]\.multiline\.start: invalid regex/,
+    ],
+    [
+      'a template that does not compile',
+      `${RULE}        format: template\n        template: '<A> (<B>'\n`,
+      /files\[0\]\.template: unbalanced "\(" at 4/,
+    ],
+    [
+      'a plausible window that is not a date',
+      'version: 1\nlimits:\n  timestamps:\n    notBefore: yesterday\nfactories: {}\n',
+      /limits\.timestamps\.notBefore/,
+    ],
     ['invalid YAML', 'version: 1\nfactories: [\n', /invalid YAML/],
     ['a missing version', 'factories: {}\n', /version/],
   ])('rejects %s with the file and path', (_name, text, message) => {
     expect(() => parseFactories(text, 'conf/factories.yaml')).toThrowError(ConfigError);
     expect(() => parseFactories(text, 'conf/factories.yaml')).toThrowError(/^conf\/factories\.yaml: /);
     expect(() => parseFactories(text, 'conf/factories.yaml')).toThrowError(message);
+  });
+
+  it('limits have defaults: a reject ratio of 0.5 and a window from 1970 to a day after the object', () => {
+    expect(parseFactories('version: 1\nfactories: {}\n', 'f.yaml').limits).toEqual({
+      maxRejectRatio: 0.5,
+      timestamps: { notBefore: '1970-01-01', maxAheadHours: 24 },
+    });
   });
 
   it('a missing config path is a ConfigError naming it', () => {
