@@ -15,9 +15,17 @@ export function namedGroups(pattern: string): { regex: string; groups: string[] 
   return { regex, groups };
 }
 
-/** Capture groups of a pattern, named or not. */
+/**
+ * Capture groups of a pattern, named or not, counted by compiling it with the JavaScript engine: RE2's
+ * `(?P<name>` becomes `(?<name>`, and its inline flags (`(?i)`, `(?s:…)`), which JavaScript lacks,
+ * are taken out (they change what matches, not the groups).
+ */
 function captureCount(pattern: string): number {
-  return (new RegExp(`${pattern.replace(/\(\?P</g, '(?<')}|`).exec('')?.length ?? 1) - 1;
+  const js = pattern
+    .replace(/\(\?P</g, '(?<')
+    .replace(/\(\?-?[imsU]+(?:-[imsU]+)?\)/g, '')
+    .replace(/\(\?-?[imsU]+(?:-[imsU]+)?:/g, '(?:');
+  return (new RegExp(`${js}|`).exec('')?.length ?? 1) - 1;
 }
 
 /**

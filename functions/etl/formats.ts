@@ -72,7 +72,7 @@ export function formatSql(rule: ResolvedRule, ctx: TimeContext): FormatSql {
           const i = index.get(name);
           return i === undefined ? `json_extract_string(obj, ${sqlString(jsonPath(name))})` : `jf[${i}]`;
         },
-        values: (fields) => `list_select(jf, [${fields.map((f) => index.get(f)).join(', ')}])`,
+        values: (fields) => `list_select(jf, [${fields.map((f) => index.get(f) ?? 0).join(', ')}])`,
         // The object less the keys the mapping took: a merge patch with null deletes them. It parses the
         // line again, so it runs only when the first lines show keys the mapping leaves (a key first seen
         // further down is then kept too; one seen nowhere in the sample is not looked for).
@@ -95,7 +95,7 @@ export function formatSql(rule: ResolvedRule, ctx: TimeContext): FormatSql {
           return i === undefined ? 'CAST(NULL AS VARCHAR)' : `f[${i}]`;
         },
         values: (fields: readonly string[]) =>
-          `list_select(f, [${fields.map((f) => index.get(f)).join(', ')}])`,
+          `list_select(f, [${fields.map((f) => index.get(f) ?? 0).join(', ')}])`,
         attributes: (used: ReadonlySet<string>) => {
           const rest = rule.fields.filter((f) => !used.has(f));
           return jsonOf(rest, `list_select(f, [${rest.map((f) => index.get(f)).join(', ')}])`);

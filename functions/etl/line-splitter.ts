@@ -219,6 +219,8 @@ async function split(input: Readable, options: SplitOptions, result: SplitResult
   let bomChecked = false;
   /** Whether the line endings have been looked at (on the first line ending in the input). */
   let endingsChecked = false;
+  /** Undecided yet, and the first line ending seen so far is a CR that ended a piece. */
+  let crEndedPiece = false;
 
   const openChunk = () => {
     current = {
@@ -396,16 +398,19 @@ async function split(input: Readable, options: SplitOptions, result: SplitResult
           break;
         }
       }
-      if (!endingsChecked) {
+      if (!endingsChecked && crEndedPiece && data.length > 0) {
+        // The last piece's first line ending was the CR it ended with: this piece's first byte decides.
+        endingsChecked = true;
+        result.loneCr = data[0] !== NL;
+      } else if (!endingsChecked) {
         const cr = data.indexOf(CR);
         const nl = data.indexOf(NL);
-        // Decided by the first line ending: a CR that a LF does not follow. (A CR that ends a piece is
-        // looked at again with the next piece.)
+        // Decided by the first line ending: a CR that a LF does not follow.
         if (nl >= 0 && (cr < 0 || nl < cr)) endingsChecked = true;
         else if (cr >= 0 && cr + 1 < data.length) {
           endingsChecked = true;
           result.loneCr = data[cr + 1] !== NL;
-        }
+        } else if (cr >= 0) crEndedPiece = true;
       }
       if (result.loneCr) data = crToLf(data);
       if (overlong) {
@@ -459,7 +464,16 @@ async function split(input: Readable, options: SplitOptions, result: SplitResult
     }
     if (!result.binary) {
       await finishOverlong();
-      if (carry && carry.length > 0) await writeRegion(Buffer.concat([carry, Buffer.from([NL])]));
+      // The input ended on the CR that was its first line ending: a lone CR.
+      if (!endingsChecked && crEndedPiece) {
+        result.loneCr = true;
+        if (carry) carry = crToLf(carry);
+      }
+      // (writeRegion takes any number of lines: a carry turned from CRs holds several.)
+      if (carry && carry.length > 0) {
+        // A carry turned from CRs may already end its last line.
+        await writeRegion(carry[carry.length - 1] === NL ? carry : Buffer.concat([carry, Buffer.from([NL])]));
+      }
     }
   } finally {
     await closeChunk();

@@ -117,21 +117,24 @@ const COPIES_PER_DATE_MAX = 8;
 const LINE_COLUMNS = ['n', 'lines', 'ts', 'ts_raw', 'device', 'date', 'attributes'];
 
 /**
- * SQL over a batch of chunks yielding every non-blank line as `(n, raw)`, without its carriage return.
+ * SQL over a batch of chunks yielding every non-blank line as `(n, raw)`, without its carriage return
+ * (with `keepBlank`, every line: the records step drops the blank lines that are not inside a record;
+ * the empty string after a chunk's final newline is not a line, nor is the empty line the byte pass
+ * wrote for a line it rejected — listed in `byte_rejected`).
  * Each chunk file holds whole lines, ends with a newline and is named after its first line's number.
  * Blank means nothing but ASCII spaces (as `isBlank` in the splitter); the cheap tests go first (this
  * runs once per line, on one thread: see below).
  */
-function dataLinesSql(batch: LineChunk[], header: number | undefined): string {
+function dataLinesSql(batch: LineChunk[], header: number | undefined, keepBlank = false): string {
   if (batch.length === 0) return 'SELECT CAST(NULL AS BIGINT) AS n, CAST(NULL AS VARCHAR) AS raw WHERE false';
   const files = `[${batch.map((ch) => sqlString(ch.path)).join(', ')}]`;
   return `SELECT n, raw FROM (
-      SELECT first + i - 1 AS n, CASE WHEN suffix(line, chr(13)) THEN rtrim(line, chr(13)) ELSE line END AS raw
-      FROM (SELECT first, unnest(s) AS line, generate_subscripts(s, 1) AS i
+      SELECT first + i - 1 AS n, CASE WHEN suffix(line, chr(13)) THEN rtrim(line, chr(13)) ELSE line END AS raw, i, len_s
+      FROM (SELECT first, unnest(s) AS line, generate_subscripts(s, 1) AS i, len(s) AS len_s
             FROM (SELECT CAST(regexp_extract(filename, 'chunk-(\\d+)\\.txt$', 1) AS BIGINT) AS first,
                          string_split(content, chr(10)) AS s
                   FROM read_text(${files}))))
-    WHERE raw <> '' AND (NOT prefix(raw, ' ') OR trim(raw, ' ') <> '')${header === undefined ? '' : ` AND n <> ${header}`}`;
+    WHERE ${keepBlank ? 'i < len_s AND n NOT IN (SELECT n FROM byte_rejected)' : `raw <> '' AND (NOT prefix(raw, ' ') OR trim(raw, ' ') <> '')`}${header === undefined ? '' : ` AND n <> ${header}`}`;
 }
 
 /** A reject reason for an unparseable or missing timestamp. */
@@ -348,6 +351,11 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
   // held back (`carry`) and joined to the next; it is ended by the round after the last batch.
   const records = rule.records;
   if (records) await c.run('CREATE OR REPLACE TEMP TABLE carry (n BIGINT, raw VARCHAR)');
+  let quoteOpen = false;
+  // Lines the byte pass rejected, for the CSV records step, which keeps blank lines (see dataLinesSql).
+  const keepBlank = records?.mode === 'quotes';
+  if (keepBlank) await c.run('CREATE OR REPLACE TEMP TABLE byte_rejected (n BIGINT)');
+  let byteRejected = 0;
 
   // The file is processed batch by batch as the splitter writes them, so that memory and temporary disk
   // are bounded by the batch, not the file, and parsing overlaps reading. Chunk boundaries depend on the
@@ -359,9 +367,20 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     b++;
     // The data lines are materialized first: read_text yields one row per chunk, so a pipeline fed by
     // it directly would run on one thread; a scan of the table runs on all of them.
-    const lines = dataLinesSql(batch, headerLine());
+    // A CSV field may hold a blank line: those are kept until the records are known.
+    if (keepBlank && split.rejects.length > byteRejected) {
+      // (The splitter has numbered and rejected every line of a batch before handing it on.)
+      const appender = await c.createAppender('byte_rejected', 'main', 'temp');
+      for (const r of split.rejects.slice(byteRejected)) {
+        appender.appendBigInt(BigInt(r.line));
+        appender.endRow();
+      }
+      appender.closeSync();
+      byteRejected = split.rejects.length;
+    }
+    const lines = dataLinesSql(batch, headerLine(), keepBlank);
     if (records) {
-      await buildRecords(c, lines, records, rule.pattern?.regex, last);
+      quoteOpen = await buildRecords(c, lines, records, rule.pattern?.regex, last, quoteOpen);
     } else {
       await c.run(`CREATE OR REPLACE TEMP TABLE data_lines AS SELECT n, raw, 1 AS lines FROM (${lines})`);
     }

@@ -29,15 +29,22 @@ export const CONTINUATION = String.raw`^(?:[ \t]|at |Caused by:|Suppressed:|\.\.
 /**
  * Makes `data_lines (n, raw, lines, …)` from the batch's lines (`linesSql`, yielding `n, raw`) and
  * leaves the batch's unfinished record in `carry` (which must exist). `pattern` is the rule's own
- * pattern (for `template` mode). `last`: no batch follows; nothing is held back.
+ * pattern (for `template` mode). `last`: no batch follows; nothing is held back. `quoteOpen` (CSV): a
+ * record broken for its size left a quoted field open at the end of the last batch — its remaining
+ * lines, up to the quote that closes it, go on one by one here too, as they would within one batch.
+ * Returns that state for the next batch.
  */
+/** Blank as the line splitter means it (nothing but ASCII spaces); see dataLinesSql in normalize.ts. */
+const BLANK = `(raw = '' OR (prefix(raw, ' ') AND trim(raw, ' ') = ''))`;
+
 export async function buildRecords(
   c: DuckDBConnection,
   linesSql: string,
   r: Records,
   pattern: string | undefined,
   last: boolean,
-): Promise<void> {
+  quoteOpen = false,
+): Promise<boolean> {
   // `odd`: the line has an odd number of double quotes (it opens or closes a quoted field).
   const odd =
     r.mode === 'quotes'
@@ -67,12 +74,15 @@ export async function buildRecords(
       `CREATE OR REPLACE TEMP TABLE carry AS SELECT n, raw FROM data_lines WHERE ${hold ? `n = ${lastLine}` : 'false'}`,
     );
     if (hold) await c.run(`DELETE FROM data_lines WHERE n = ${lastLine}`);
-    return;
+    // CSV lines came with the blank ones (a quoted field may hold one): none is inside a field here.
+    if (r.mode === 'quotes') await c.run(`DELETE FROM data_lines WHERE ${BLANK}`);
+    // No quote in the batch: a field left open stays open.
+    return quoteOpen;
   }
   const start =
     r.mode === 'quotes'
       ? // Quotes before the line: an even count means no field is open, and the line starts a record.
-        `coalesce(sum(odd) OVER (ORDER BY n ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) % 2 = 0`
+        `(coalesce(sum(odd) OVER (ORDER BY n ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) + ${quoteOpen ? 1 : 0}) % 2 = 0`
       : 's';
   for (const sql of [
     `CREATE OR REPLACE TEMP TABLE grouped AS
@@ -80,8 +90,8 @@ export async function buildRecords(
        FROM (SELECT n, raw, odd, ${start} AS s FROM data_lines)`,
     // Per record: joined or not (`broken`), held back for the next batch or not.
     `CREATE OR REPLACE TEMP TABLE recs AS
-       SELECT rn, lines, broken, NOT broken AND held AS held FROM (
-         SELECT rn, count(*) AS lines,
+       SELECT rn, lines, broken, NOT broken AND held AS held, open FROM (
+         SELECT rn, count(*) AS lines, sum(odd) % 2 = 1 AS open,
            count(*) > ${r.maxLines} OR sum(strlen(raw) + 1) > ${r.maxBytes}
              ${last ? 'OR sum(odd) % 2 = 1' : ''} AS broken,
            ${last ? 'false' : 'rn = max(rn) OVER ()'} AS held
@@ -96,9 +106,18 @@ export async function buildRecords(
          GROUP BY rn`,
     `CREATE OR REPLACE TEMP TABLE carry AS
        SELECT g.n, g.raw FROM grouped g JOIN recs USING (rn) WHERE recs.held`,
-    'DROP TABLE grouped',
-    'DROP TABLE recs',
+    // A blank line that is a record of its own is a blank line (only CSV brings them this far).
+    `DELETE FROM data_lines WHERE lines = 1 AND ${BLANK}`,
   ]) {
     await c.run(sql);
   }
+  // The batch's last record, broken with its quoted field still open: the field goes on in the next.
+  const [open] = (
+    await c.runAndReadAll(
+      'SELECT coalesce(bool_or(broken AND open), false) FROM recs WHERE rn = (SELECT max(rn) FROM recs)',
+    )
+  ).getRows()[0] as [boolean];
+  await c.run('DROP TABLE grouped');
+  await c.run('DROP TABLE recs');
+  return r.mode === 'quotes' && !last && open;
 }
