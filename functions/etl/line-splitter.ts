@@ -402,6 +402,12 @@ async function split(input: Readable, options: SplitOptions, result: SplitResult
         // The last piece's first line ending was the CR it ended with: this piece's first byte decides.
         endingsChecked = true;
         result.loneCr = data[0] !== NL;
+        if (result.loneCr && overlong) {
+          // That CR ended the over-long line it was read into: the line is complete, less the CR.
+          if (overlong.head[overlong.head.length - 1] === CR) overlong.head = overlong.head.subarray(0, -1);
+          overlong.bytes -= 1;
+          await finishOverlong();
+        }
       } else if (!endingsChecked) {
         const cr = data.indexOf(CR);
         const nl = data.indexOf(NL);

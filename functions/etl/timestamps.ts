@@ -46,8 +46,8 @@ export function hasYear(format: string): boolean {
 
 /** A zone designator after a time of day (`10:00Z`, `10:00:00.5+01:00`): a bare date's `-02` is not one. */
 const OFFSET_SUFFIX = String.raw`\d:\d{2}(:\d{2}([.,]\d+)?)?\s*([zZ]|[+-]\d{2}(:?\d{2})?)$`;
-/** UTC offsets beyond ±14:00 (none exists) or with minutes ≥ 60: DuckDB would accept `+25:00`. */
-export const BAD_OFFSET = String.raw`[+-](1[5-9]|[2-9]\d):?\d{2}$|[+-]\d{2}:?[6-9]\d$`;
+/** UTC offsets, after a time of day, beyond ±14:00 (none exists) or with minutes ≥ 60: DuckDB would accept `+25:00`. */
+export const BAD_OFFSET = String.raw`\d:\d{2}(:\d{2}([.,]\d+)?)?\s*([+-](1[5-9]|[2-9]\d):?\d{2}|[+-]\d{2}:?[6-9]\d)$`;
 
 function iso(x: string, zone: string): string {
   // `Z` first: it settles most ISO stamps without the pattern. DuckDB reads only an upper-case `Z`

@@ -406,3 +406,17 @@ describe('bad input', () => {
     expect(r.result.lines).toMatchObject({ total: 3, loaded: 0, rejected: 3 });
   });
 });
+
+describe('timestamp reject reasons', () => {
+  it('an out-of-range offset is named as such; a day-month-year date is not mistaken for one', async () => {
+    const r = await etlText(
+      'ts,device,v\n2024-01-02T10:00:00+25:00,a,1\n2024-01-02T10:00:00+05:61,a,2\n05-03-2024,a,3\n2024-01-02T10:00:00+14:00,a,4\n',
+    );
+    expect(r.rejects.map((x) => [x.source_line, x.reason])).toEqual([
+      ['2', 'ts: UTC offset out of range (beyond ±14:00) in "2024-01-02T10:00:00+25:00"'],
+      ['3', 'ts: UTC offset out of range (beyond ±14:00) in "2024-01-02T10:00:00+05:61"'],
+      ['4', 'ts: cannot parse timestamp "05-03-2024"'],
+    ]);
+    expect(r.readings.map((x) => x.ts)).toEqual(['2024-01-01 20:00:00+00']);
+  });
+});
