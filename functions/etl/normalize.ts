@@ -110,6 +110,9 @@ function trimmedSql(x: string): string {
   return `CASE WHEN prefix(${x}, ' ') OR suffix(${x}, ' ') OR strlen(${x}) <> length(${x}) THEN nullif(trim(${x}), '') ELSE nullif(${x}, '') END`;
 }
 
+/** Wide rows with up to this many metrics keep a column per metric; more go as lists (see normalize). */
+const COLUMNS_PER_METRIC_MAX = 64;
+
 /** Days a batch may span and still be written one COPY per day (see writeByDate). */
 const COPIES_PER_DATE_MAX = 8;
 
@@ -192,28 +195,59 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
   };
   const toDouble = (x: string) =>
     `TRY_CAST(${rule.csv?.decimalComma ? `replace(${x}, ',', '.')` : x} AS DOUBLE)`;
-  if (rule.table === 'readings' && rule.wide) {
+  if (rule.table === 'readings' && rule.wide && rule.wide.length <= COLUMNS_PER_METRIC_MAX) {
     const metrics = rule.wide;
     for (const m of metrics) used.add(m.field);
-    // The metric columns as lists (one raw and one numeric value per metric): one expression however
-    // many columns the file has — 10,000 columns made 10,000 expressions, and a condition nested
-    // past DuckDB's depth limit. Unnested on output, in step with the metric names and units.
-    const names = `[${metrics.map((m) => sqlString(m.metric)).join(', ')}]::VARCHAR[]`;
-    const units = `[${metrics.map((m) => (m.unit === undefined ? 'NULL' : sqlString(m.unit))).join(', ')}]::VARCHAR[]`;
-    const trimmed = `list_transform(${format.values(metrics.map((m) => m.field))}, x -> ${trimmedSql('x')})`;
-    columns = [['mr', metrics.length ? trimmed : '[]::VARCHAR[]']];
-    converted = [['mv', `list_transform(mr, x -> ${toDouble('x')})`]];
-    keep = ['mv'];
-    const bad = `list_position(list_transform(mr, (x, i) -> x IS NOT NULL AND (mv[i] IS NULL OR NOT isfinite(mv[i]))), true)`;
+    // One raw and one numeric column per metric (r1, v1, …): validated per line, unnested on output.
+    columns = metrics.map((m, i) => [`r${i + 1}`, trimmedSql(format.field(m.field))]);
+    converted = metrics.map((_, i) => [`v${i + 1}`, toDouble(`r${i + 1}`)]);
+    keep = metrics.map((_, i) => `v${i + 1}`);
     checks =
       metrics.length === 0
         ? [`WHEN true THEN 'no metric columns'`]
         : [
-            `WHEN list_count(mr) = 0 THEN 'value: no metric value on the line'`,
-            // The position is looked for only on a line that has a bad value (a count or sum says so).
-            `WHEN (list_count(mr) <> list_count(mv) OR NOT isfinite(coalesce(list_sum(mv), 0))) AND ${bad} > 0
-               THEN 'value: ' || (${names})[${bad}] || ' is not a number: "' || mr[${bad}] || '"'`,
+            `WHEN ${metrics.map((_, i) => `r${i + 1} IS NULL`).join(' AND ')} THEN 'value: no metric value on the line'`,
+            ...metrics.map(
+              (m, i) =>
+                `WHEN r${i + 1} IS NOT NULL AND (v${i + 1} IS NULL OR NOT isfinite(v${i + 1})) THEN ${sqlString(`value: ${m.metric} is not a number: "`)} || r${i + 1} || '"'`,
+            ),
           ];
+    const items = metrics.map(
+      (m, i) =>
+        `{'metric': ${sqlString(m.metric)}, 'value': v${i + 1}, 'unit': ${m.unit === undefined ? none : sqlString(m.unit)}}`,
+    );
+    readingCount = metrics.length
+      ? `sum(${metrics.map((_, i) => `(v${i + 1} IS NOT NULL)::BIGINT`).join(' + ')}) FILTER (reason IS NULL)`
+      : '0';
+    outputSql = `SELECT ${selectList('readings', columnsAt('readings', 'normalized'), {
+      ...common,
+      metric: 'm.metric',
+      value: 'm.value',
+      unit: 'm.unit',
+    })}
+      FROM (SELECT ts, device, n, date, attributes, unnest([${items.join(', ') || 'NULL'}]) AS m FROM cand WHERE reason IS NULL)
+      WHERE m.value IS NOT NULL`;
+  } else if (rule.table === 'readings' && rule.wide) {
+    const metrics = rule.wide;
+    for (const m of metrics) used.add(m.field);
+    // Past a few dozen metrics, the metric columns as lists (one raw and one numeric value per metric):
+    // one expression however many columns the file has — 10,000 columns made 10,000 expressions, and
+    // a condition nested past DuckDB's depth limit. Unnested on output, in step with the metric names
+    // and units. (A narrow file keeps a column per metric: lists cost it a quarter more.)
+    const names = `[${metrics.map((m) => sqlString(m.metric)).join(', ')}]::VARCHAR[]`;
+    const units = `[${metrics.map((m) => (m.unit === undefined ? 'NULL' : sqlString(m.unit))).join(', ')}]::VARCHAR[]`;
+    columns = [
+      ['mr', `list_transform(${format.values(metrics.map((m) => m.field))}, x -> ${trimmedSql('x')})`],
+    ];
+    converted = [['mv', `list_transform(mr, x -> ${toDouble('x')})`]];
+    keep = ['mv'];
+    const bad = `list_position(list_transform(mr, (x, i) -> x IS NOT NULL AND (mv[i] IS NULL OR NOT isfinite(mv[i]))), true)`;
+    checks = [
+      `WHEN list_count(mr) = 0 THEN 'value: no metric value on the line'`,
+      // The position is looked for only on a line that has a bad value (a count or sum says so).
+      `WHEN (list_count(mr) <> list_count(mv) OR NOT isfinite(coalesce(list_sum(mv), 0))) AND ${bad} > 0
+         THEN 'value: ' || (${names})[${bad}] || ' is not a number: "' || mr[${bad}] || '"'`,
+    ];
     readingCount = 'sum(list_count(mv)) FILTER (reason IS NULL)';
     outputSql = `SELECT ${selectList('readings', columnsAt('readings', 'normalized'), {
       ...common,

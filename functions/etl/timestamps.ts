@@ -79,12 +79,11 @@ function strptime(x: string, formats: readonly string[], ctx: TimeContext): stri
   const yearless = formats.filter((f) => !hasYear(f));
   const parts = dated.length ? [parse(x, dated)] : [];
   if (yearless.length) {
-    // strptime would give these year 1900. Runs of spaces (`Jan  2`) become one, as strptime wants.
+    // strptime would give these year 1900. (It reads a run of spaces, `Jan  2`, as one.)
     const year = ctx.yearReference.getUTCFullYear();
-    const text = `regexp_replace(${x}, 's+', ' ', 'g')`;
     const withYear = (y: number) =>
       parse(
-        `'${y} ' || ${text}`,
+        `'${y} ' || ${x}`,
         yearless.map((f) => `%Y ${f}`),
       );
     const latest = `TIMESTAMPTZ '${new Date(ctx.yearReference.getTime() + 86_400_000).toISOString()}'`;

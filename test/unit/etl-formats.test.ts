@@ -420,3 +420,21 @@ describe('timestamp reject reasons', () => {
     expect(r.readings.map((x) => x.ts)).toEqual(['2024-01-01 20:00:00+00']);
   });
 });
+
+describe('year-less timestamps', () => {
+  it('runs of spaces in a year-less stamp (`Jan  2`) are read, with the key date giving the year', async () => {
+    const line = (ts: string) => `{"ts":"${ts}","device":"d","metric":"m","value":1}`;
+    const r = await etlText(
+      [line('Jan  2 10:00:00'), line('Jan 12 10:00:00'), line('Dec 31 23:00:00')].join('\n'),
+      {
+        key: 'plant/2023/01/12/pump.jsonl',
+        yaml: 'version: 1\nfactories:\n  plant:\n    name: P\n    files:\n      - match: "*.jsonl"\n        format: jsonl\n        timestamp: { format: "%b %d %H:%M:%S" }\n',
+      },
+    );
+    expect(r.readings.map((e) => e.ts)).toEqual([
+      '2023-01-02 10:00:00+00',
+      '2023-01-12 10:00:00+00',
+      '2022-12-31 23:00:00+00',
+    ]);
+  });
+});
