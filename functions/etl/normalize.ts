@@ -145,6 +145,9 @@ const TS_REASON = `CASE WHEN ts_raw IS NULL THEN 'ts: missing'
   WHEN regexp_matches(ts_raw, '${BAD_OFFSET}') THEN 'ts: UTC offset out of range (beyond ±14:00) in "' || ts_raw || '"'
   ELSE 'ts: cannot parse timestamp "' || ts_raw || '"' END`;
 
+/** A reject reason's field part (`ts`, `value`, `invalid JSON`), by which the manifest counts them. */
+const REASON_KEY = /^[^:"(]*/;
+
 /** The longest rejected record kept whole in the rejects (the raw object keeps all of it). */
 const REJECT_KEEP_CHARS = 64 * 1024;
 
@@ -193,6 +196,8 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     date: 'date',
     attributes: 'attributes',
   };
+  const readingColumns = (metric: string, value: string, unit: string) =>
+    selectList('readings', columnsAt('readings', 'normalized'), { ...common, metric, value, unit });
   const toDouble = (x: string) =>
     `TRY_CAST(${rule.csv?.decimalComma ? `replace(${x}, ',', '.')` : x} AS DOUBLE)`;
   if (rule.table === 'readings' && rule.wide && rule.wide.length <= COLUMNS_PER_METRIC_MAX) {
@@ -219,12 +224,7 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     readingCount = metrics.length
       ? `sum(${metrics.map((_, i) => `(v${i + 1} IS NOT NULL)::BIGINT`).join(' + ')}) FILTER (reason IS NULL)`
       : '0';
-    outputSql = `SELECT ${selectList('readings', columnsAt('readings', 'normalized'), {
-      ...common,
-      metric: 'm.metric',
-      value: 'm.value',
-      unit: 'm.unit',
-    })}
+    outputSql = `SELECT ${readingColumns('m.metric', 'm.value', 'm.unit')}
       FROM (SELECT ts, device, n, date, attributes, unnest([${items.join(', ') || 'NULL'}]) AS m FROM cand WHERE reason IS NULL)
       WHERE m.value IS NOT NULL`;
   } else if (rule.table === 'readings' && rule.wide) {
@@ -249,12 +249,7 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
          THEN 'value: ' || (${names})[${bad}] || ' is not a number: "' || mr[${bad}] || '"'`,
     ];
     readingCount = 'sum(list_count(mv)) FILTER (reason IS NULL)';
-    outputSql = `SELECT ${selectList('readings', columnsAt('readings', 'normalized'), {
-      ...common,
-      metric: 'metric',
-      value: 'value',
-      unit: 'unit',
-    })}
+    outputSql = `SELECT ${readingColumns('metric', 'value', 'unit')}
       FROM (SELECT ts, device, n, date, attributes,
               unnest(${names}) AS metric, unnest(mv) AS value, unnest(${units}) AS unit
             FROM cand WHERE reason IS NULL)
@@ -273,12 +268,7 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
       `WHEN value IS NULL OR NOT isfinite(value) THEN 'value: ' || metric || ' is not a number: "' || value_raw || '"'`,
     ];
     readingCount = 'count(*) FILTER (reason IS NULL)';
-    outputSql = `SELECT ${selectList('readings', columnsAt('readings', 'normalized'), {
-      ...common,
-      metric: 'metric',
-      value: 'value',
-      unit: 'unit',
-    })}
+    outputSql = `SELECT ${readingColumns('metric', 'value', 'unit')}
       FROM cand WHERE reason IS NULL`;
   } else {
     const code =
@@ -327,11 +317,22 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
   const upper = `TIMESTAMPTZ '${input.window.notAfter.toISOString()}'`;
   const windowText = `${input.window.notBefore.toISOString()} … ${input.window.notAfter.toISOString()}`;
   const windowReason = `'ts: "' || ts_raw || '" is ' || CAST(timezone('UTC', ts) AS VARCHAR) || ' UTC, outside the plausible window ${windowText}'`;
-  // Rejects of every batch, and (last) those of the byte pass.
-  await c.run(
-    `CREATE OR REPLACE TEMP TABLE out_rejects
-     (source_key VARCHAR, source_line BIGINT, raw VARCHAR, reason VARCHAR, factory VARCHAR, source_lines INTEGER)`,
-  );
+  // Rejects go to a Parquet part per batch, not a table: a file that is mostly rejects (a rule that
+  // does not fit it, a clock a year off) then takes no more memory than one that loads.
+  const rejectColumns = selectList('rejects', columnsAt('rejects', 'normalized'), {
+    source_key: '$source_key',
+    source_line: 'n',
+    raw: `left(raw, ${REJECT_KEEP_CHARS})`,
+    reason: 'reason',
+    factory,
+    source_lines: 'lines',
+  });
+  const rejectParts: string[] = [];
+  const reasonLines = new Map<string, number>();
+  const countReason = (reason: string, lines: number) => {
+    const key = REASON_KEY.exec(reason)![0].trim() || 'other';
+    reasonLines.set(key, (reasonLines.get(key) ?? 0) + lines);
+  };
   const totals = { data: 0, loaded: 0, readings: 0, multiline: 0 };
   let minTs: DuckDBTimestampTZValue | undefined;
   let maxTs: DuckDBTimestampTZValue | undefined;
@@ -430,11 +431,21 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
             FROM (SELECT *${select(converted)}
                   FROM (SELECT n, raw, lines, err${select(perLine)} FROM parsed)))`);
     await c.run('DROP TABLE data_lines');
-    await c.run(
-      `INSERT INTO out_rejects
-       SELECT $source_key, n, left(raw, ${REJECT_KEEP_CHARS}), reason, ${factory}, lines FROM cand WHERE reason IS NOT NULL`,
-      { source_key: input.sourceKey },
-    );
+    // Per reason's field part, as countReason keys them (the same pattern, in SQL).
+    const rejectedHere = (
+      await c.runAndReadAll(
+        `SELECT regexp_extract(reason, ${sqlString(REASON_KEY.source)}), sum(lines) FROM cand WHERE reason IS NOT NULL GROUP BY ALL`,
+      )
+    ).getRows() as [string, bigint | number][];
+    if (rejectedHere.length > 0) {
+      for (const [reason, lines] of rejectedHere) countReason(reason, Number(lines));
+      const part = join(input.outDir, '..', `rejects-${b}.parquet`);
+      await c.run(
+        `COPY (SELECT ${rejectColumns} FROM cand WHERE reason IS NOT NULL ORDER BY n) TO ${sqlString(part)} (${parquet})`,
+        { source_key: input.sourceKey },
+      );
+      rejectParts.push(part);
+    }
     const stats =
       await c.runAndReadAll(`SELECT coalesce(sum(lines), 0), coalesce(sum(lines) FILTER (reason IS NULL), 0),
         ${readingCount}, count(*) FILTER (lines > 1),
@@ -461,42 +472,37 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
 
   // Lines rejected by the byte pass (invalid UTF-8, NUL bytes, over-long) — appended, never spliced as
   // SQL. The splitter wrote each of them as an empty line, so they fell out with the blank lines.
+  const sources = rejectParts.length
+    ? [`SELECT * FROM read_parquet([${rejectParts.map(sqlString).join(', ')}])`]
+    : [];
   if (split.rejects.length > 0) {
-    const appender = await c.createAppender('out_rejects', 'main', 'temp');
+    await c.run(
+      'CREATE OR REPLACE TEMP TABLE byte_rejects (n BIGINT, raw VARCHAR, reason VARCHAR, lines INTEGER)',
+    );
+    const appender = await c.createAppender('byte_rejects', 'main', 'temp');
     for (const r of split.rejects) {
-      appender.appendVarchar(input.sourceKey);
       appender.appendBigInt(BigInt(r.line));
       appender.appendVarchar(r.raw);
       appender.appendVarchar(r.reason);
-      appender.appendVarchar(input.factory);
       appender.appendInteger(1);
       appender.endRow();
+      countReason(r.reason, 1);
     }
     appender.closeSync();
+    sources.push(`SELECT ${rejectColumns} FROM byte_rejects`);
   }
   const total = split.totalLines;
   const headerLines = headerLine() === undefined ? 0 : 1;
   const events = rule.table === 'events' ? await eventRows(c, files) : 0;
-  const reasons = (
-    await c.runAndReadAll(
-      `SELECT regexp_extract(reason, '^[^:"(]*') AS r, sum(source_lines) FROM out_rejects GROUP BY ALL ORDER BY 2 DESC`,
-    )
-  ).getRows();
-  const rejected = reasons.reduce((sum, [, n]) => sum + Number(n), 0);
-  if (rejected > 0) {
-    const path = `rejects/factory=${input.factory}/${input.id}.parquet`;
+  const reasons = [...reasonLines].sort((a, b) => b[1] - a[1]);
+  const rejected = reasons.reduce((sum, [, n]) => sum + n, 0);
+  if (sources.length > 0) {
+    // One file per object, in line order: the parts are in order; the byte pass's rejects go between.
     await copy(
       'rejects',
-      `SELECT ${selectList('rejects', columnsAt('rejects', 'normalized'), {
-        source_key: 'source_key',
-        source_line: 'source_line',
-        raw: 'raw',
-        reason: 'reason',
-        factory: 'factory',
-        source_lines: 'source_lines',
-      })} FROM out_rejects ORDER BY source_line`,
+      `SELECT * FROM (${sources.join(' UNION ALL ')}) ORDER BY source_line`,
       rejectsKey(input.factory, input.id),
-      path,
+      `rejects/factory=${input.factory}/${input.id}.parquet`,
     );
   }
 
@@ -509,7 +515,7 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
       header: headerLines,
     },
     rows: { readings: totals.readings, events },
-    rejectReasons: Object.fromEntries(reasons.map(([r, n]) => [String(r).trim() || 'other', Number(n)])),
+    rejectReasons: Object.fromEntries(reasons),
     multilineRecords: totals.multiline,
     files,
     minTs: minTs ? new Date(Number(minTs.micros / 1000n)).toISOString() : undefined,

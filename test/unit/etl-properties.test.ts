@@ -540,6 +540,32 @@ const factories = (rule: string) =>
 // Per format
 // ---------------------------------------------------------------------------------------------------
 
+/**
+ * The per-format property: whatever the pieces and the line limit, a file of valid and garbage items is
+ * accounted for line by line (runChecked), and a tame one loads what its valid items say (`check`).
+ */
+async function formatProperty<E>(
+  built: fc.Arbitrary<Built<E>>,
+  yaml: string,
+  check: (r: Result, valid: { line: number; expect: E }[]) => void,
+  options: { header?: boolean } = {},
+): Promise<void> {
+  await fc.assert(
+    fc.asyncProperty(built, arbPieces, arbMaxLine(), async (f, pieces, maxLine) => {
+      const r = await runChecked(f.content, {
+        yaml,
+        pieceBytes: pieces,
+        maxLineBytes: f.tame ? undefined : maxLine,
+      });
+      if (r && f.tame) {
+        if (options.header) expect(r.result.lines.header).toBe(1);
+        check(r, f.valid);
+      }
+    }),
+    PROPERTY_OPTIONS,
+  );
+}
+
 describe('ETL properties, per format', () => {
   it('JSON lines', async () => {
     const yaml = factories(
@@ -573,17 +599,7 @@ describe('ETL properties, per format', () => {
           },
         };
       });
-    await fc.assert(
-      fc.asyncProperty(files(item), arbPieces, arbMaxLine(), async (f, pieces, maxLine) => {
-        const r = await runChecked(f.content, {
-          yaml,
-          pieceBytes: pieces,
-          maxLineBytes: f.tame ? undefined : maxLine,
-        });
-        if (r && f.tame) checkReadings(r, f.valid);
-      }),
-      PROPERTY_OPTIONS,
-    );
+    await formatProperty(files(item), yaml, checkReadings);
   });
 
   it('CSV (comma, quoted fields spanning lines)', async () => {
@@ -643,25 +659,7 @@ describe('ETL properties, per format', () => {
       });
     // Garbage quotes would open fields that swallow the valid lines: tame garbage has none.
     const garbage = (b: Buffer) => Buffer.from(b.toString('latin1').replace(/"/g, "'"), 'latin1');
-    await fc.assert(
-      fc.asyncProperty(
-        files(item, { head, garbage }),
-        arbPieces,
-        arbMaxLine(),
-        async (f, pieces, maxLine) => {
-          const r = await runChecked(f.content, {
-            yaml,
-            pieceBytes: pieces,
-            maxLineBytes: f.tame ? undefined : maxLine,
-          });
-          if (r && f.tame) {
-            expect(r.result.lines.header).toBe(1);
-            checkReadings(r, f.valid);
-          }
-        },
-      ),
-      PROPERTY_OPTIONS,
-    );
+    await formatProperty(files(item, { head, garbage }), yaml, checkReadings, { header: true });
   });
 
   it('CSV with stray quotes anywhere: lines stay accounted for', async () => {
@@ -728,25 +726,7 @@ describe('ETL properties, per format', () => {
           },
         };
       });
-    await fc.assert(
-      fc.asyncProperty(
-        files(item, { head: WS_HEAD }),
-        arbPieces,
-        arbMaxLine(),
-        async (f, pieces, maxLine) => {
-          const r = await runChecked(f.content, {
-            yaml,
-            pieceBytes: pieces,
-            maxLineBytes: f.tame ? undefined : maxLine,
-          });
-          if (r && f.tame) {
-            expect(r.result.lines.header).toBe(1);
-            checkReadings(r, f.valid);
-          }
-        },
-      ),
-      PROPERTY_OPTIONS,
-    );
+    await formatProperty(files(item, { head: WS_HEAD }), yaml, checkReadings, { header: true });
   });
 
   it('syslog (RFC 5424 and year-less RFC 3164)', async () => {
@@ -792,17 +772,7 @@ describe('ETL properties, per format', () => {
           },
         };
       });
-    await fc.assert(
-      fc.asyncProperty(files(item), arbPieces, arbMaxLine(), async (f, pieces, maxLine) => {
-        const r = await runChecked(f.content, {
-          yaml,
-          pieceBytes: pieces,
-          maxLineBytes: f.tame ? undefined : maxLine,
-        });
-        if (r && f.tame) checkEvents(r, f.valid, 'exact');
-      }),
-      PROPERTY_OPTIONS,
-    );
+    await formatProperty(files(item), yaml, (r, valid) => checkEvents(r, valid, 'exact'));
   });
 
   it('template (pipe-separated, multiline continuation by default)', async () => {
@@ -840,18 +810,8 @@ describe('ETL properties, per format', () => {
           },
         }),
       );
-    await fc.assert(
-      fc.asyncProperty(files(item), arbPieces, arbMaxLine(), async (f, pieces, maxLine) => {
-        const r = await runChecked(f.content, {
-          yaml,
-          pieceBytes: pieces,
-          maxLineBytes: f.tame ? undefined : maxLine,
-        });
-        // Garbage that looks like a continuation joins the record before it: the message goes on.
-        if (r && f.tame) checkEvents(r, f.valid, 'prefix');
-      }),
-      PROPERTY_OPTIONS,
-    );
+    // Garbage that looks like a continuation joins the record before it: the message goes on.
+    await formatProperty(files(item), yaml, (r, valid) => checkEvents(r, valid, 'prefix'));
   });
 
   it('regex (named groups)', async () => {
@@ -873,17 +833,7 @@ describe('ETL properties, per format', () => {
           expect: { ts, device, metrics: [[metric, value, null]], attributes: null },
         }),
       );
-    await fc.assert(
-      fc.asyncProperty(files(item), arbPieces, arbMaxLine(), async (f, pieces, maxLine) => {
-        const r = await runChecked(f.content, {
-          yaml,
-          pieceBytes: pieces,
-          maxLineBytes: f.tame ? undefined : maxLine,
-        });
-        if (r && f.tame) checkReadings(r, f.valid);
-      }),
-      PROPERTY_OPTIONS,
-    );
+    await formatProperty(files(item), yaml, checkReadings);
   });
 });
 
