@@ -50,9 +50,10 @@ const OFFSET_SUFFIX = String.raw`\d:\d{2}(:\d{2}([.,]\d+)?)?\s*([zZ]|[+-]\d{2}(:
 export const BAD_OFFSET = String.raw`\d:\d{2}(:\d{2}([.,]\d+)?)?\s*([+-](1[5-9]|[2-9]\d):?\d{2}|[+-]\d{2}:?[6-9]\d)$`;
 
 function iso(x: string, zone: string): string {
-  // `Z` first: it settles most ISO stamps without the pattern. DuckDB reads only an upper-case `Z`
-  // (RFC 3339 allows both).
-  return `CASE WHEN suffix(${x}, 'Z') OR regexp_matches(${x}, '${OFFSET_SUFFIX}')
+  // `Z` first: it settles most ISO stamps without a pattern (and a `Z` stamp has no offset to check).
+  // DuckDB reads only an upper-case `Z` (RFC 3339 allows both).
+  return `CASE WHEN suffix(${x}, 'Z') THEN TRY_CAST(${x} AS TIMESTAMPTZ)
+      WHEN regexp_matches(${x}, '${OFFSET_SUFFIX}')
       THEN CASE WHEN NOT regexp_matches(${x}, '${BAD_OFFSET}')
         THEN TRY_CAST(CASE WHEN suffix(${x}, 'z') THEN substr(${x}, 1, length(${x}) - 1) || 'Z' ELSE ${x} END AS TIMESTAMPTZ) END
       ELSE timezone(${zone}, TRY_CAST(${x} AS TIMESTAMP)) END`;
