@@ -327,7 +327,7 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     factory,
     source_lines: 'lines',
   });
-  const rejectParts: string[] = [];
+  const rejectParts: { path: string; stem: string }[] = [];
   const reasonLines = new Map<string, number>();
   const countReason = (reason: string, lines: number) => {
     const key = REASON_KEY.exec(reason)![0].trim() || 'other';
@@ -441,10 +441,12 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
       for (const [reason, lines] of rejectedHere) countReason(reason, Number(lines));
       const part = join(input.outDir, '..', `rejects-${b}.parquet`);
       await c.run(
-        `COPY (SELECT ${rejectColumns} FROM cand WHERE reason IS NOT NULL ORDER BY n) TO ${sqlString(part)} (${parquet})`,
+        // `cand` is in line order, unless records were joined (those come after the single lines). A
+        // sort of a whole batch of rejects is avoided where it is not needed: it may not fit in memory.
+        `COPY (SELECT ${rejectColumns} FROM cand WHERE reason IS NOT NULL${records ? ' ORDER BY n' : ''}) TO ${sqlString(part)} (${parquet})`,
         { source_key: input.sourceKey },
       );
-      rejectParts.push(part);
+      rejectParts.push({ path: part, stem });
     }
     const stats =
       await c.runAndReadAll(`SELECT coalesce(sum(lines), 0), coalesce(sum(lines) FILTER (reason IS NULL), 0),
@@ -472,9 +474,6 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
 
   // Lines rejected by the byte pass (invalid UTF-8, NUL bytes, over-long) — appended, never spliced as
   // SQL. The splitter wrote each of them as an empty line, so they fell out with the blank lines.
-  const sources = rejectParts.length
-    ? [`SELECT * FROM read_parquet([${rejectParts.map(sqlString).join(', ')}])`]
-    : [];
   if (split.rejects.length > 0) {
     await c.run(
       'CREATE OR REPLACE TEMP TABLE byte_rejects (n BIGINT, raw VARCHAR, reason VARCHAR, lines INTEGER)',
@@ -489,21 +488,42 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
       countReason(r.reason, 1);
     }
     appender.closeSync();
-    sources.push(`SELECT ${rejectColumns} FROM byte_rejects`);
   }
   const total = split.totalLines;
   const headerLines = headerLine() === undefined ? 0 : 1;
   const events = rule.table === 'events' ? await eventRows(c, files) : 0;
   const reasons = [...reasonLines].sort((a, b) => b[1] - a[1]);
   const rejected = reasons.reduce((sum, [, n]) => sum + n, 0);
-  if (sources.length > 0) {
-    // One file per object, in line order: the parts are in order; the byte pass's rejects go between.
+  // A file with rejects in one batch (most) gets one rejects file, in line order, the byte pass's rejects
+  // sorted in. A file with rejects in several batches keeps a file per batch, named like its data
+  // files, and one for the byte pass's: merging them would hold every reject of a big file in memory
+  // at once (a 1 GB file of rejects did not fit in the function's). The warehouse loads them all.
+  const byteRejects = `SELECT ${rejectColumns} FROM byte_rejects`;
+  const rejectsPath = (stem: string) => `rejects/factory=${input.factory}/${stem}.parquet`;
+  if (rejectParts.length <= 1 && (rejectParts.length > 0 || split.rejects.length > 0)) {
+    const sources = [
+      ...rejectParts.map((p) => `SELECT * FROM read_parquet(${sqlString(p.path)})`),
+      ...(split.rejects.length > 0 ? [byteRejects] : []),
+    ];
     await copy(
       'rejects',
       `SELECT * FROM (${sources.join(' UNION ALL ')}) ORDER BY source_line`,
       rejectsKey(input.factory, input.id),
-      `rejects/factory=${input.factory}/${input.id}.parquet`,
+      rejectsPath(input.id),
     );
+  } else if (rejectParts.length > 1) {
+    for (const p of rejectParts) {
+      files.push({ kind: 'rejects', path: p.path, key: rejectsKey(input.factory, p.stem) });
+    }
+    if (split.rejects.length > 0) {
+      const stem = `${input.id}-lines`;
+      await copy(
+        'rejects',
+        `${byteRejects} ORDER BY source_line`,
+        rejectsKey(input.factory, stem),
+        rejectsPath(stem),
+      );
+    }
   }
 
   return {

@@ -438,3 +438,24 @@ describe('year-less timestamps', () => {
     ]);
   });
 });
+
+describe('rejects spread over batches', () => {
+  it('keep a rejects file per batch (not merged in memory), and one for the byte pass; every reject once', async () => {
+    // 64-byte chunks, 8 to a batch: these 120 lines make several batches, each with rejects.
+    const lines = Array.from({ length: 120 }, (_, i) =>
+      i % 10 === 9
+        ? `broken ${i + 1}`
+        : `{"ts":"2024-01-02T10:${String(i % 60).padStart(2, '0')}:00Z","device":"p","metric":"m","value":${i}}`,
+    );
+    const body = Buffer.concat([Buffer.from(`${lines.join('\n')}\n`), Buffer.from([0xff, 0xfe, 0x0a])]);
+    const r = await etlText(body);
+    const keys = r.result.files.filter((f) => f.kind === 'rejects').map((f) => f.key);
+    expect(keys.length).toBeGreaterThan(2);
+    expect(keys).toContain('quarantine/rejects/factory=plant/test-lines.parquet');
+    expect(r.rejects.map((x) => Number(x.source_line))).toEqual([
+      ...Array.from({ length: 12 }, (_, k) => 10 * (k + 1)),
+      121,
+    ]);
+    expect(r.result.lines).toEqual({ total: 121, loaded: 108, rejected: 13, blank: 0, header: 0 });
+  });
+});
