@@ -31,6 +31,13 @@ const REGISTRY: Column[] = [
   col('criticality', 'VARCHAR', 'enriched', 'critical | high | medium | low (device registry)'),
 ];
 
+/** Where a data row came from, as both data tables have it (and the UTC day it is partitioned by). */
+const SOURCE: Column[] = [
+  col('source_key', 'VARCHAR', 'normalized', 'raw object key'),
+  col('source_line', 'BIGINT', 'normalized', 'line number in the raw object (first line of its record)'),
+  col('date', 'VARCHAR', 'normalized', 'UTC day of ts, the partition value'),
+];
+
 export const TABLES = {
   /** One numeric measurement per row. */
   readings: [
@@ -40,9 +47,7 @@ export const TABLES = {
     col('metric', 'VARCHAR', 'normalized', 'what was measured (a unit suffix in a header is split off)'),
     col('value', 'DOUBLE', 'normalized', 'the measurement'),
     col('unit', 'VARCHAR', 'normalized', 'its unit, when known'),
-    col('source_key', 'VARCHAR', 'normalized', 'raw object key'),
-    col('source_line', 'BIGINT', 'normalized', 'line number in the raw object (first line of its record)'),
-    col('date', 'VARCHAR', 'normalized', 'UTC day of ts, the partition value'),
+    ...SOURCE,
     ...REGISTRY,
     col('baseline_median', 'DOUBLE', 'enriched', 'median of the baseline the value was scored against'),
     col('baseline_mad', 'DOUBLE', 'enriched', 'median absolute deviation of that baseline'),
@@ -62,9 +67,7 @@ export const TABLES = {
     col('component', 'VARCHAR', 'normalized', 'component, logger, process'),
     col('message', 'VARCHAR', 'normalized', 'the message (all lines of a multiline record)'),
     col('attributes', 'JSON', 'normalized', 'the record’s other fields'),
-    col('source_key', 'VARCHAR', 'normalized', 'raw object key'),
-    col('source_line', 'BIGINT', 'normalized', 'line number in the raw object (first line of its record)'),
-    col('date', 'VARCHAR', 'normalized', 'UTC day of ts, the partition value'),
+    ...SOURCE,
     ...REGISTRY,
     col('category', 'VARCHAR', 'enriched', 'error-code category (catalogue)'),
     col('code_description', 'VARCHAR', 'enriched', 'what the code means (catalogue)'),
