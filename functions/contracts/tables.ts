@@ -141,9 +141,3 @@ export function createTableSql(table: CanonicalTable, schema?: string): string {
   const name = schema ? `${schema}.${table}` : table;
   return `CREATE TABLE IF NOT EXISTS ${name} (${TABLES[table].map((c) => `${quote(c.name)} ${c.type}`).join(', ')})`;
 }
-
-/** `ALTER TABLE … ADD COLUMN IF NOT EXISTS` for every column: a table made by an earlier release gains the new ones. */
-export function addColumnsSql(table: CanonicalTable, schema?: string): string[] {
-  const name = schema ? `${schema}.${table}` : table;
-  return TABLES[table].map((c) => `ALTER TABLE ${name} ADD COLUMN IF NOT EXISTS ${quote(c.name)} ${c.type}`);
-}
