@@ -8,7 +8,7 @@ import { columnsAt, type DataTable, selectList } from '../contracts/tables.js';
 import { sqlString } from '../core/duckdb.js';
 import { type FormatSql, formatSql, severityFor } from './formats.js';
 import type { LineChunk, SplitResult } from './line-splitter.js';
-import { buildRecords } from './records.js';
+import { BLANK, buildRecords } from './records.js';
 import { mappedFields, type ResolvedRule } from './rule.js';
 import { BAD_OFFSET, type TimeContext, timestampSql } from './timestamps.js';
 
@@ -137,7 +137,7 @@ function dataLinesSql(batch: LineChunk[], header: number | undefined, keepBlank 
             FROM (SELECT CAST(regexp_extract(filename, 'chunk-(\\d+)\\.txt$', 1) AS BIGINT) AS first,
                          string_split(content, chr(10)) AS s
                   FROM read_text(${files}))))
-    WHERE ${keepBlank ? 'i < len_s AND n NOT IN (SELECT n FROM byte_rejected)' : `raw <> '' AND (NOT prefix(raw, ' ') OR trim(raw, ' ') <> '')`}${header === undefined ? '' : ` AND n <> ${header}`}`;
+    WHERE ${keepBlank ? 'i < len_s AND n NOT IN (SELECT n FROM byte_rejected)' : `NOT ${BLANK}`}${header === undefined ? '' : ` AND n <> ${header}`}`;
 }
 
 /** A reject reason for an unparseable or missing timestamp. */
@@ -333,7 +333,7 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     const key = REASON_KEY.exec(reason)![0].trim() || 'other';
     reasonLines.set(key, (reasonLines.get(key) ?? 0) + lines);
   };
-  const totals = { data: 0, loaded: 0, readings: 0, multiline: 0 };
+  const totals = { data: 0, loaded: 0, records: 0, readings: 0, multiline: 0 };
   let minTs: DuckDBTimestampTZValue | undefined;
   let maxTs: DuckDBTimestampTZValue | undefined;
   const files: OutputFile[] = [];
@@ -450,10 +450,11 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     }
     const stats =
       await c.runAndReadAll(`SELECT coalesce(sum(lines), 0), coalesce(sum(lines) FILTER (reason IS NULL), 0),
-        ${readingCount}, count(*) FILTER (lines > 1),
+        count(*) FILTER (reason IS NULL), ${readingCount}, count(*) FILTER (lines > 1),
         min(ts) FILTER (reason IS NULL), max(ts) FILTER (reason IS NULL)
       FROM cand`);
-    const [data, loaded, readingRows, multi, lo, hi] = stats.getRows()[0] as [
+    const [data, loaded, loadedRecords, readingRows, multi, lo, hi] = stats.getRows()[0] as [
+      bigint | number,
       bigint | number,
       bigint | number,
       bigint | number | null,
@@ -463,6 +464,7 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     ];
     totals.data += Number(data);
     totals.loaded += Number(loaded);
+    totals.records += Number(loadedRecords);
     totals.readings += Number(readingRows ?? 0);
     totals.multiline += Number(multi);
     if (lo && (!minTs || lo.micros < minTs.micros)) minTs = lo;
@@ -491,7 +493,8 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
   }
   const total = split.totalLines;
   const headerLines = headerLine() === undefined ? 0 : 1;
-  const events = rule.table === 'events' ? await eventRows(c, files) : 0;
+  // An event per loaded record (lines are counted above, records here).
+  const events = rule.table === 'events' ? totals.records : 0;
   const reasons = [...reasonLines].sort((a, b) => b[1] - a[1]);
   const rejected = reasons.reduce((sum, [, n]) => sum + n, 0);
   // A file with rejects in one batch (most) gets one rejects file, in line order, the byte pass's rejects
@@ -541,15 +544,6 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     minTs: minTs ? new Date(Number(minTs.micros / 1000n)).toISOString() : undefined,
     maxTs: maxTs ? new Date(Number(maxTs.micros / 1000n)).toISOString() : undefined,
   };
-}
-
-/** Rows in the event files written (one per loaded record). */
-async function eventRows(c: DuckDBConnection, files: OutputFile[]): Promise<number> {
-  const paths = files.filter((f) => f.kind === 'events').map((f) => sqlString(f.path));
-  if (paths.length === 0) return 0;
-  return Number(
-    (await c.runAndReadAll(`SELECT count(*) FROM read_parquet([${paths.join(', ')}])`)).getRows()[0]![0],
-  );
 }
 
 /** The UTC calendar day of a TIMESTAMPTZ, as the `date=` partition value (`2024-01-02`). */

@@ -34,8 +34,11 @@ export const CONTINUATION = String.raw`^(?:[ \t]|at |Caused by:|Suppressed:|\.\.
  * lines, up to the quote that closes it, go on one by one here too, as they would within one batch.
  * Returns that state for the next batch.
  */
-/** Blank as the line splitter means it (nothing but ASCII spaces); see dataLinesSql in normalize.ts. */
-const BLANK = `(raw = '' OR (prefix(raw, ' ') AND trim(raw, ' ') = ''))`;
+/**
+ * SQL: the line `raw` is blank as the line splitter means it (nothing but ASCII spaces, `isBlank`); the
+ * cheap tests first. Blank lines are counted, never parsed.
+ */
+export const BLANK = `(raw = '' OR (prefix(raw, ' ') AND trim(raw, ' ') = ''))`;
 
 export async function buildRecords(
   c: DuckDBConnection,

@@ -106,14 +106,6 @@ export function mappedFields(map: Mapping): Set<string> {
   return out;
 }
 
-/**
- * Normalises a user regex with named groups for RE2 and returns the group names in order (the config
- * loader has checked that every capture group is named).
- */
-export function namedRegex(pattern: string): { regex: string; groups: string[] } {
-  return namedGroups(pattern);
-}
-
 /** Splits one delimited line honouring double quotes (used on the header and the sample only). */
 export function splitDelimited(line: string, delimiter: string): string[] {
   if (delimiter === WHITESPACE) return line.trim() === '' ? [''] : line.trim().split(/[ \t]+/);
@@ -146,7 +138,7 @@ export function isNumeric(text: string): boolean {
   return NUMBER.test(text.trim());
 }
 
-const FALLBACK_TEXT = namedRegex(
+const FALLBACK_TEXT = namedGroups(
   String.raw`^(?P<ts>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)\s+(?:\[?(?P<level>[A-Za-z]+)\]?:?\s+)?(?P<message>.*)$`,
 );
 
@@ -277,7 +269,7 @@ export function resolveRule(rule: FileRule | undefined, lines: readonly string[]
         rule?.format === 'template'
           ? templateToRegex(rule.template, { multiline: records !== undefined })
           : rule?.format === 'regex'
-            ? namedRegex(records ? `(?s)${rule.pattern}` : rule.pattern)
+            ? namedGroups(records ? `(?s)${rule.pattern}` : rule.pattern)
             : FALLBACK_TEXT;
       const map = autoMap(pattern.groups, explicit);
       const table = tableOf(pattern.groups, map, false);
