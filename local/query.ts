@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import Table from 'cli-table3';
+import type { SandboxedReader } from '../functions/warehouse/query-sandbox.js';
 import { exportFunctionEnv, localSettings } from './settings.js';
 
 export type QueryFormat = 'table' | 'json' | 'csv';
@@ -28,30 +29,45 @@ export function formatRows(columns: string[], rows: Record<string, unknown>[], f
 
 /**
  * `telemetry-pipeline query`: brings the local copies of the warehouse files up to date (conditional
- * GETs, cached under the data folder) and runs the SQL against them, read-only. The writer's copies are
- * never opened.
+ * GETs, cached under the data folder) and runs the SQL against them, read-only, in the query process
+ * (its limits hold whatever the SQL calls); stops that process when done, so the CLI exits. The
+ * writer's copies are never opened.
  */
 export async function runQuery(sql: string, format: QueryFormat): Promise<string> {
   const settings = localSettings();
   exportFunctionEnv(settings, {});
-  const result = await queryLocal(sql);
-  return formatRows(result.columns, result.rows, format);
+  try {
+    const result = await queryLocal(sql);
+    return formatRows(result.columns, result.rows, format);
+  } finally {
+    await closeLocalQueries();
+  }
+}
+
+/** This process's reader of the local query cache: one query process, started at the first query. */
+let local: Promise<{ reader: SandboxedReader; bucket: string }> | undefined;
+
+async function openLocal(dir: string): Promise<{ reader: SandboxedReader; bucket: string }> {
+  const { runtimeConfig } = await import('../functions/core/config.js');
+  const { SandboxedReader } = await import('../functions/warehouse/query-sandbox.js');
+  await mkdir(dir, { recursive: true });
+  const bucket = runtimeConfig.buckets.warehouse;
+  return { reader: new SandboxedReader(bucket, dir), bucket };
 }
 
 /**
- * Runs SQL on fresh read-only copies of the warehouse from the configured S3 endpoint. The function
- * environment (endpoint, credentials) must already be exported.
+ * Runs SQL on fresh read-only copies of the warehouse from the configured S3 endpoint, in the query
+ * process (kept for the next query; it does not keep this process running). The function environment
+ * (endpoint, credentials) must already be exported.
  */
 export async function queryLocal(
   sql: string,
 ): Promise<{ columns: string[]; rows: Record<string, unknown>[] }> {
   const settings = localSettings();
-  const { runtimeConfig } = await import('../functions/core/config.js');
-  const { WarehouseReader, QueryError } = await import('../functions/warehouse/query.js');
-  const bucket = runtimeConfig.buckets.warehouse;
-  const dir = join(settings.PIPELINE_DATA, 'query-cache');
-  await mkdir(dir, { recursive: true });
-  const result = await new WarehouseReader(bucket, dir).query(sql).catch((err: Error) => {
+  const { QueryError } = await import('../functions/warehouse/query.js');
+  local ??= openLocal(join(settings.PIPELINE_DATA, 'query-cache'));
+  const { reader, bucket } = await local;
+  const result = await reader.query(sql).catch((err: Error) => {
     if (err instanceof QueryError) throw err;
     throw new Error(
       `cannot read the warehouse in s3://${bucket} at ${settings.s3Endpoint} (is \`npm start\` running?): ${err.message}`,
@@ -59,4 +75,11 @@ export async function queryLocal(
   });
   if (!result) throw new Error(`no warehouse yet in s3://${bucket}: upload a file and wait for it to load`);
   return result;
+}
+
+/** Stops the query process, if one was started. */
+export async function closeLocalQueries(): Promise<void> {
+  const open = local;
+  local = undefined;
+  if (open) await (await open).reader.close();
 }
