@@ -17,12 +17,12 @@ import { ceilingFile, etlFile, parseOnly } from './etl-local.js';
 
 const run = promisify(execFile);
 const quick = process.argv.includes('--quick');
-/** `--only=etl,naive,memory,latency,burst,warehouse` runs some sections (`stack` = the last three). */
+/** `--only=etl,naive,memory,latency,burst,warehouse,api` runs some sections (`stack` = the last four). */
 const only = process.argv
   .find((a) => a.startsWith('--only='))
   ?.slice('--only='.length)
   .split(',');
-const STACK = ['latency', 'burst', 'warehouse'];
+const STACK = ['latency', 'burst', 'warehouse', 'api'];
 const want = (section: string) =>
   !only ||
   only.includes(section) ||
@@ -37,6 +37,8 @@ const SIZE = {
   warehouseBig: quick ? 1_000_000 : 10_000_000,
   warehouseAppend: 100_000,
   warehouseBatches: 3,
+  apiRows: quick ? 1_000_000 : 10_000_000,
+  apiRequests: quick ? 10 : 40,
 };
 const root = join(import.meta.dirname);
 const corpusDir = join(root, '.corpus');
@@ -452,6 +454,30 @@ if (want('stack')) {
         'reported',
         undefined,
       );
+    }
+
+    // 7. The read API over a warehouse of 10M readings: p50/p95 per request vs the same SQL on plain DuckDB.
+    if (want('api')) {
+      log(`Read API (${SIZE.apiRows.toLocaleString()} readings, ${SIZE.apiRequests} requests per kind)`);
+      const { benchApi } = await import('./api.js');
+      const api = await benchApi({
+        s3: runtime.s3,
+        tmp,
+        rows: SIZE.apiRows,
+        requests: SIZE.apiRequests,
+        log,
+      });
+      results.api = api;
+      for (const [name, r] of Object.entries(api.routes)) {
+        report(
+          `API ${name}: p50 / p95`,
+          `${r.p50.toFixed(0)} / ${r.p95.toFixed(0)} ms`,
+          `plain DuckDB ${r.plainP50.toFixed(0)} / ${r.plainP95.toFixed(0)} ms`,
+          r.p95 / Math.max(1, r.plainP95),
+          'p95 ≤ 300 ms',
+          r.p95 <= 300,
+        );
+      }
     }
   } finally {
     await runtime.stop();

@@ -2,17 +2,23 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import middy from '@middy/core';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
+import { DashboardAssets } from './api/dashboard.js';
+import { pipelineQueueDepths } from './api/queues.js';
 import { route } from './api/router.js';
 import { DELTA_KEY } from './contracts/keys.js';
 import { runtimeConfig, secretValue } from './core/config.js';
 import { metricsMiddleware } from './core/metrics-middleware.js';
 import { headObject } from './core/s3.js';
-import { WarehouseReader } from './warehouse/query.js';
+import { SandboxedReader } from './warehouse/query-sandbox.js';
 
 const dir = join(runtimeConfig.tmpDir, 'api');
 mkdirSync(dir, { recursive: true });
-// Read-only copies in /tmp, refreshed by ETag: after a batch only the delta is downloaded again.
-const reader = new WarehouseReader(runtimeConfig.buckets.warehouse, dir);
+// Read-only copies in /tmp, refreshed by ETag: after a batch only the delta is downloaded again. The
+// queries run in a child process with memory and time limits that hold whatever SQL calls; deployed,
+// the child runs this function's bundle, which starts serving queries when it sees it is the child
+// (functions/warehouse/query-sandbox.ts).
+const reader = new SandboxedReader(runtimeConfig.buckets.warehouse, dir);
+const dashboard = new DashboardAssets(runtimeConfig.dashboardDir, runtimeConfig.deployed);
 
 /** Function URL handler (payload 2.0). */
 export async function apiRequest(event: APIGatewayProxyEventV2) {
@@ -33,9 +39,16 @@ export async function apiRequest(event: APIGatewayProxyEventV2) {
         const head = await headObject(runtimeConfig.buckets.warehouse, DELTA_KEY);
         return head && { eTag: head.eTag, lastModified: head.lastModified.toISOString(), bytes: head.size };
       },
-      query: async (sql) => reader.query(sql),
+      query: async (sql, params) => reader.query(sql, params),
+      queues: pipelineQueueDepths,
+      dashboard,
     },
   );
 }
 
 export const handler = middy(apiRequest).use(metricsMiddleware('api'));
+
+/** Stops the query process (the local runtime and tests call it on shutdown). */
+export async function close(): Promise<void> {
+  await reader.close();
+}

@@ -64,6 +64,7 @@ export async function runDev(opts: { demo: boolean }): Promise<void> {
     [
       '',
       `Local stack up: S3 ${s3Endpoint}  SQS ${runtime.settings.sqsEndpoint}  runtime ${runtime.url} (/health, /metrics)`,
+      `Dashboard: ${runtime.url}/   (read API: ${runtime.url}/api/overview, …)`,
       'Upload a log (credentials minioadmin/minioadmin):',
       `  AWS_ACCESS_KEY_ID=minioadmin AWS_SECRET_ACCESS_KEY=minioadmin aws --endpoint-url ${s3Endpoint} --region us-east-1 s3 cp my.log s3://raw/${DEMO_FACTORY}/${day}/my.log`,
       'List the lake:',

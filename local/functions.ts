@@ -42,6 +42,18 @@ export async function loadFunctions(): Promise<Map<FunctionName, LambdaHandler>>
   return out;
 }
 
+/**
+ * Releases what loaded functions hold beyond an invocation (the api function's query process): a
+ * module that exports `close` has it called. Lambda ends the environment instead; locally the runtime
+ * calls this on stop.
+ */
+export async function closeFunctions(): Promise<void> {
+  for (const spec of Object.values(topology.functions) as { handler: string }[]) {
+    const mod = (await import(`../functions/${spec.handler}.ts`)) as { close?: () => Promise<void> };
+    await mod.close?.();
+  }
+}
+
 function recordCount(event: unknown): number {
   const records = (event as { Records?: unknown[] } | null)?.Records;
   return Array.isArray(records) ? records.length : 1;

@@ -12,7 +12,7 @@ import { bearerMatches, refusal } from './auth.js';
 import { BucketPoller } from './bucket-poller.js';
 import { type Emulator, startS3, startSqs } from './emulators.js';
 import { EventSource } from './event-source.js';
-import { invokeFunction, type LambdaHandler, loadFunctions } from './functions.js';
+import { closeFunctions, invokeFunction, type LambdaHandler, loadFunctions } from './functions.js';
 import { json, type Route, startHttpServer } from './http-server.js';
 import { NotificationRouter } from './notifications.js';
 import { ReconcileLoop } from './reconcile-loop.js';
@@ -75,6 +75,10 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
     await ensureBuckets(s3);
     const queueUrls = await ensureQueues(sqs);
     exportFunctionEnv(settings, queueUrls);
+    // The api function's overview reads the dead-letter queues' depths too (deployed: set by the stack).
+    for (const name of Object.keys(topology.queues) as QueueName[]) {
+      process.env[`DLQ_URL_${name.toUpperCase()}`] = await dlqUrl(sqs, name);
+    }
     router = new NotificationRouter(sqs, s3, queueUrls, settings.AWS_REGION);
     for (const o of early.splice(0)) onCreated(o);
 
@@ -169,6 +173,7 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
         await Promise.all(sources.map((s) => s.stop()));
         server?.close();
         server?.closeAllConnections();
+        await closeFunctions().catch((err) => logger.warn({ err }, 'closing functions failed'));
         for (const e of emulators.reverse())
           await e.stop().catch((err) => logger.warn({ err, emulator: e.name }, 'stop failed'));
         s3.destroy();
@@ -290,11 +295,23 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
         }
       },
       async (req, body, url) => {
-        // The api function behind a Function URL-shaped event, as Lambda would call it.
-        if (!url.pathname.startsWith('/api/')) return undefined;
+        // The api function behind a Function URL-shaped event, as Lambda would call it: the dashboard
+        // page (`/`, `/assets/…`) and the read API (`/api/…`).
+        if (
+          url.pathname !== '/' &&
+          !url.pathname.startsWith('/api/') &&
+          !url.pathname.startsWith('/assets/')
+        ) {
+          return undefined;
+        }
+        // Open without a token on loopback, so only for loopback names: a page whose DNS name was
+        // rebound to 127.0.0.1 sends its own name as Host, and is refused.
+        if (!settings.API_TOKEN && isLoopback(settings.RUNTIME_HOST) && !isLoopbackHost(req.headers.host)) {
+          return json(403, { message: 'open locally only as 127.0.0.1 or localhost: set API_TOKEN' });
+        }
         const event = {
           version: '2.0',
-          rawPath: url.pathname.slice('/api'.length),
+          rawPath: url.pathname,
           rawQueryString: url.search.slice(1),
           queryStringParameters: Object.fromEntries(url.searchParams),
           headers: Object.fromEntries(
@@ -308,8 +325,13 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
           statusCode: number;
           headers: Record<string, string>;
           body: string;
+          isBase64Encoded?: boolean;
         };
-        return { status: res.statusCode, headers: res.headers, body: res.body };
+        return {
+          status: res.statusCode,
+          headers: res.headers,
+          body: res.isBase64Encoded ? Buffer.from(res.body, 'base64') : res.body,
+        };
       },
       ...extraRoutes(runtime),
     ];
@@ -340,6 +362,12 @@ function signedByLocalKey(req: IncomingMessage, body: Buffer, settings: LocalSet
     settings.AWS_REGION,
     'lambda',
   ).ok;
+}
+
+/** A Host header naming a loopback address (with any port). */
+function isLoopbackHost(host: string | undefined): boolean {
+  const name = /^\[([^\]]+)\](?::\d+)?$/.exec(host ?? '')?.[1] ?? (host ?? '').replace(/:\d+$/, '');
+  return isLoopback(name.toLowerCase());
 }
 
 /** 127.0.0.0/8, ::1 and localhost. */

@@ -16,8 +16,9 @@ import {
 
 /** Dependencies with native code are installed in the function package, not bundled. */
 const NATIVE = ['@duckdb/node-api'];
-/** Where `copyFiles` puts the config folder in the function package. */
+/** Where `copyFiles` puts the config folder and the built dashboard in the function package. */
 const CONFIG_IN_LAMBDA = '/var/task/config';
+const DASHBOARD_IN_LAMBDA = '/var/task/dashboard';
 
 export function pipeline() {
   const buckets = Object.fromEntries(
@@ -61,22 +62,56 @@ export function pipeline() {
     (name) => new sst.Secret(name),
   );
 
-  const functionArgs = (name: FunctionName, spec: FunctionSpec) => ({
-    handler: `functions/${spec.handler}.handler`,
-    runtime: 'nodejs22.x' as const,
-    architecture: 'arm64' as const,
-    memory: `${spec.memoryMB} MB` as const,
-    timeout: `${spec.timeoutSeconds} seconds` as const,
-    storage: `${spec.storageMB} MB` as const,
-    link: [
-      ...spec.links.buckets.map((b) => buckets[b]),
-      ...spec.links.queues.map((q) => queues[q]),
-      ...(name === 'fetch' ? secrets : []),
-    ],
-    copyFiles: [{ from: 'config', to: 'config' }],
-    environment: { PIPELINE_CONFIG: CONFIG_IN_LAMBDA, PUSHGATEWAY_URL: process.env.PUSHGATEWAY_URL ?? '' },
-    nodejs: { install: NATIVE },
-  });
+  // A function that shows queue depths (the api's overview) may read their attributes, no more.
+  const watching = (spec: FunctionSpec) => {
+    const watched = spec.watches ?? [];
+    if (watched.length === 0) return {};
+    return {
+      permissions: [
+        {
+          actions: ['sqs:GetQueueAttributes'],
+          resources: watched.flatMap((q) => [queues[q].arn, dlqs[q].arn]),
+        },
+      ],
+      environment: Object.fromEntries(
+        watched.flatMap((q) => [
+          [`QUEUE_URL_${q.toUpperCase()}`, queues[q].url],
+          [`DLQ_URL_${q.toUpperCase()}`, dlqs[q].url],
+        ]),
+      ),
+    };
+  };
+
+  const functionArgs = (name: FunctionName, spec: FunctionSpec) => {
+    const watch = watching(spec);
+    const page = 'url' in spec.trigger;
+    return {
+      handler: `functions/${spec.handler}.handler`,
+      runtime: 'nodejs22.x' as const,
+      architecture: 'arm64' as const,
+      memory: `${spec.memoryMB} MB` as const,
+      timeout: `${spec.timeoutSeconds} seconds` as const,
+      storage: `${spec.storageMB} MB` as const,
+      link: [
+        ...spec.links.buckets.map((b) => buckets[b]),
+        ...spec.links.queues.map((q) => queues[q]),
+        ...(name === 'fetch' ? secrets : []),
+      ],
+      // The api function serves the dashboard: `npm run build` has written dashboard/dist.
+      copyFiles: [
+        { from: 'config', to: 'config' },
+        ...(page ? [{ from: 'dashboard/dist', to: 'dashboard' }] : []),
+      ],
+      environment: {
+        PIPELINE_CONFIG: CONFIG_IN_LAMBDA,
+        PUSHGATEWAY_URL: process.env.PUSHGATEWAY_URL ?? '',
+        ...(page ? { DASHBOARD_DIR: DASHBOARD_IN_LAMBDA } : {}),
+        ...watch.environment,
+      },
+      ...(watch.permissions ? { permissions: watch.permissions } : {}),
+      nodejs: { install: NATIVE },
+    };
+  };
 
   // The query API's bearer token.
   const apiToken = new sst.Secret('API_TOKEN');

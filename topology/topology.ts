@@ -42,6 +42,11 @@ export interface FunctionSpec {
    * Queues listed here are ones the function sends to (or, for the reconciler, reads the depth of).
    */
   links: { buckets: readonly BucketName[]; queues: readonly QueueName[] };
+  /**
+   * Queues whose depth, and their dead-letter queues', the function reads for display: it may call
+   * `sqs:GetQueueAttributes` on them and nothing else (not a link, which would let it send and receive).
+   */
+  watches?: readonly QueueName[];
 }
 
 export const topology = {
@@ -129,7 +134,7 @@ export const topology = {
       // enrich, reads the depth of those and of the warehouse queue
       links: { buckets: ['raw', 'lake', 'warehouse'], queues: ['etl', 'enrich', 'warehouse'] },
     },
-    // The query API: reads a copy of the warehouse file.
+    // The dashboard and read API: reads copies of the warehouse files, shows the queues' depths.
     api: {
       handler: 'api',
       memoryMB: 1536,
@@ -137,6 +142,7 @@ export const topology = {
       storageMB: 4096,
       trigger: { url: true },
       links: { buckets: ['warehouse'], queues: [] },
+      watches: ['fetch', 'etl', 'enrich', 'warehouse'],
     },
   } satisfies Record<FunctionName, FunctionSpec>,
 } as const;

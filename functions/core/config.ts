@@ -36,6 +36,11 @@ const envSchema = z.object({
     .min(1)
     .default(join(import.meta.dirname, '..', '..', 'config')),
   PIPELINE_TMP: z.string().min(1).default(join(tmpdir(), 'telemetry-pipeline')),
+  /** The dashboard's built files (`npm run build`); deployed, copied into the api function's package. */
+  DASHBOARD_DIR: z
+    .string()
+    .min(1)
+    .default(join(import.meta.dirname, '..', '..', 'dashboard', 'dist')),
   MAX_LINE_BYTES: z.coerce
     .number()
     .int()
@@ -73,6 +78,11 @@ const bucket = (name: BucketName, local: string) => linked(linkName('bucket', na
 /** A queue's URL: SST's link when deployed, else `QUEUE_URL_<NAME>` as the local runtime exports it. */
 const queueUrl = (name: QueueName) =>
   linked(linkName('queue', name), 'url') ?? process.env[`QUEUE_URL_${name.toUpperCase()}`];
+/**
+ * A dead-letter queue's URL, for reading its depth (the api's overview): `DLQ_URL_<NAME>`, set by the
+ * stack for the api function and by the local runtime.
+ */
+const dlqUrl = (name: QueueName) => process.env[`DLQ_URL_${name.toUpperCase()}`];
 
 /** Resource names and endpoints: from SST's links when deployed, from the local runtime's environment otherwise. */
 export const runtimeConfig = {
@@ -99,9 +109,24 @@ export const runtimeConfig = {
       return queueUrl('warehouse');
     },
   } satisfies Record<QueueName, string | undefined>,
+  dlqUrls: {
+    get fetch() {
+      return dlqUrl('fetch');
+    },
+    get etl() {
+      return dlqUrl('etl');
+    },
+    get enrich() {
+      return dlqUrl('enrich');
+    },
+    get warehouse() {
+      return dlqUrl('warehouse');
+    },
+  } satisfies Record<QueueName, string | undefined>,
   /** Running in AWS Lambda (set by the Lambda runtime), as opposed to the local runtime. */
   deployed: process.env.AWS_LAMBDA_FUNCTION_NAME !== undefined,
   configPath: env.PIPELINE_CONFIG,
+  dashboardDir: env.DASHBOARD_DIR,
   tmpDir: env.PIPELINE_TMP,
   maxLineBytes: env.MAX_LINE_BYTES,
   reconcile: {

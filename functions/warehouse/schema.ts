@@ -1,3 +1,4 @@
+import { ERROR_SEVERITY, healthScoreSql, WARNING_SEVERITY } from '../contracts/health.js';
 import {
   type CanonicalTable,
   type Column,
@@ -71,7 +72,7 @@ export const VIEWS = [
     FROM manifests m
     LEFT JOIN (SELECT source_key, source_etag, sum(rows) AS rows_loaded, max(loaded_at) AS last_loaded_at
                FROM ledger WHERE kind IN ('readings', 'events') GROUP BY ALL) l USING (source_key, source_etag)`,
-  // Health per device and hour: 100, minus 2 per anomalous reading, 10 per error-or-worse event, 2 per warning.
+  // Health per device and hour (contracts/health.ts).
   `CREATE OR REPLACE VIEW device_health_hourly AS
     WITH r AS (
       SELECT factory, device, date_trunc('hour', ts) AS hour, count(*) AS readings,
@@ -79,15 +80,15 @@ export const VIEWS = [
       FROM readings GROUP BY ALL),
     e AS (
       SELECT factory, device, date_trunc('hour', ts) AS hour,
-        count(*) FILTER (WHERE effective_severity <= 3) AS error_events,
-        count(*) FILTER (WHERE effective_severity = 4) AS warning_events,
+        count(*) FILTER (WHERE effective_severity <= ${ERROR_SEVERITY}) AS error_events,
+        count(*) FILTER (WHERE effective_severity = ${WARNING_SEVERITY}) AS warning_events,
         max(severity_score) AS max_severity_score
       FROM events WHERE device IS NOT NULL GROUP BY ALL)
     SELECT factory, device, hour, d.model, d.line, d.criticality,
       coalesce(r.readings, 0) AS readings, coalesce(r.anomalies, 0) AS anomalies,
       coalesce(e.error_events, 0) AS error_events, coalesce(e.warning_events, 0) AS warning_events,
       e.max_severity_score,
-      greatest(0, 100 - 2 * coalesce(r.anomalies, 0) - 10 * coalesce(e.error_events, 0) - 2 * coalesce(e.warning_events, 0)) AS health_score
+      ${healthScoreSql('coalesce(r.anomalies, 0)', 'coalesce(e.error_events, 0)', 'coalesce(e.warning_events, 0)')} AS health_score
     FROM r FULL OUTER JOIN e USING (factory, device, hour)
     LEFT JOIN devices d USING (factory, device)`,
   // Alarms per day and code (warnings and worse, or any event with a code).

@@ -214,10 +214,10 @@ describe('the warehouse writer, crashing between load and upload', () => {
 });
 
 describe('the query API (api function behind /api on the runtime)', () => {
-  it('answers health openly and queries with the bearer token; refuses file access from SQL', async () => {
+  it('answers status openly and queries with the bearer token; refuses file access from SQL', async () => {
     process.env.API_TOKEN = 'test-token';
     try {
-      const health = await fetch(`${stack.runtime.url}/api/health`);
+      const health = await fetch(`${stack.runtime.url}/api/status`);
       expect(health.status).toBe(200);
       expect(await health.json()).toMatchObject({
         status: 'ok',
@@ -273,7 +273,7 @@ describe('the query API (api function behind /api on the runtime)', () => {
       const files = await fetch(`${stack.runtime.url}/api/files?limit=5`, {
         headers: { authorization: 'Bearer test-token' },
       });
-      expect(((await files.json()) as { rows: unknown[] }).rows).toHaveLength(5);
+      expect(((await files.json()) as { items: unknown[] }).items).toHaveLength(5);
     } finally {
       delete process.env.API_TOKEN;
     }

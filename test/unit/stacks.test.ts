@@ -49,11 +49,13 @@ function installFakes() {
   }
   class Queue {
     arn: string;
+    url: string;
     constructor(
       readonly id: string,
       args: Recorded['queues'][string],
     ) {
       this.arn = `arn:queue:${id}`;
+      this.url = `https://sqs.example/${id}`;
       rec.queues[id] = args;
     }
     subscribe(fn: Record<string, unknown>, args: { batch: Record<string, unknown> }) {
@@ -232,6 +234,40 @@ describe('SST stacks = topology', () => {
       );
     },
   );
+
+  it.each(functions)(
+    'function %s may read the attributes of the queues it watches, nothing more',
+    (name, spec) => {
+      const fn = declared(name, spec);
+      const watched = spec.watches ?? [];
+      if (watched.length === 0) {
+        expect(fn.permissions).toBeUndefined();
+        return;
+      }
+      expect(fn.permissions).toEqual([
+        {
+          actions: ['sqs:GetQueueAttributes'],
+          resources: watched.flatMap((q) => [
+            `arn:queue:${linkName('queue', q)}`,
+            `arn:queue:${linkName('dlq', q)}`,
+          ]),
+        },
+      ]);
+      for (const q of watched) {
+        expect(fn.environment).toMatchObject({
+          [`QUEUE_URL_${q.toUpperCase()}`]: `https://sqs.example/${linkName('queue', q)}`,
+          [`DLQ_URL_${q.toUpperCase()}`]: `https://sqs.example/${linkName('dlq', q)}`,
+        });
+      }
+    },
+  );
+
+  it('the function with a URL serves the built dashboard from its package', () => {
+    const [name, spec] = functions.find(([, s]) => 'url' in s.trigger)!;
+    const fn = declared(name, spec);
+    expect(fn.copyFiles).toContainEqual({ from: 'dashboard/dist', to: 'dashboard' });
+    expect(fn.environment).toMatchObject({ DASHBOARD_DIR: '/var/task/dashboard' });
+  });
 
   it('creates one secret per name factories.yaml refers to, never a value', () => {
     expect(rec.secrets.sort()).toEqual(
