@@ -1,4 +1,5 @@
 /** Display formats: local time, 24 h clock, unambiguous `YYYY-MM-DD` dates; English digit grouping. */
+import { SEVERITY_NAMES } from '../../functions/contracts/severity.js';
 
 const numberFormat = new Intl.NumberFormat('en');
 const pad = (n: number, width = 2) => String(n).padStart(width, '0');
@@ -86,16 +87,8 @@ export function fromLocalInput(value: string): number | undefined {
   return Number.isNaN(t) ? undefined : t;
 }
 
-export const SEVERITY_LABELS = [
-  'emergency',
-  'alert',
-  'critical',
-  'error',
-  'warning',
-  'notice',
-  'info',
-  'debug',
-] as const;
+/** The syslog scale's names, 0 … 7 (the contract's own list). */
+export const SEVERITY_LABELS = SEVERITY_NAMES;
 
 /** A CSS class per syslog severity band: 0–2 critical, 3 error, 4 warning, 5–7 info. */
 export function severityClass(severity: number | null | undefined): string {

@@ -1,6 +1,7 @@
 import type { ComponentChildren } from 'preact';
 import type { ApiError } from './api.js';
 import { SEVERITY_LABELS, severityClass } from './format.js';
+import type { Pages } from './views/paging.js';
 
 export function Panel(props: {
   title?: ComponentChildren;
@@ -100,5 +101,41 @@ export function Tile(props: {
       <div class="tile-value">{props.value}</div>
       {props.detail && <div class="tile-detail">{props.detail}</div>}
     </div>
+  );
+}
+
+/**
+ * A paged table's foot: a placeholder while loading or when nothing matched, how many rows are shown
+ * and whether there are more, and "Load more" while there are (`<id>-count`, `<id>-more`).
+ */
+export function TableFoot(props: {
+  pages: Pages<unknown>;
+  noun: string;
+  id: string;
+  page: number;
+  empty: string;
+}) {
+  const { pages, noun, id, page } = props;
+  return (
+    <>
+      {pages.loading && <Loading />}
+      {!pages.loading && !pages.error && pages.items.length === 0 && (
+        <div class="placeholder" data-testid="empty">
+          {props.empty}
+        </div>
+      )}
+      <div class="table-foot">
+        <span class="muted" data-testid={`${id}-count`}>
+          {pages.items.length} {noun}
+          {pages.items.length === 1 ? '' : 's'}
+          {pages.nextCursor ? ', more available' : pages.items.length ? ', all shown' : ''}
+        </span>
+        {pages.nextCursor && (
+          <button type="button" data-testid={`${id}-more`} disabled={pages.loading} onClick={pages.more}>
+            Load {page} more
+          </button>
+        )}
+      </div>
+    </>
   );
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { FACTORY_ID } from './keys.js';
+import { SEVERITY_NAMES } from './severity.js';
 
 /**
  * The read API's contract (`GET /api/…`, served by the api function): what each route accepts —
@@ -30,16 +31,6 @@ function ordered<T extends { from?: Date | undefined; to?: Date | undefined }>(v
 }
 
 /** Severity filter: a syslog number (0–7, that level and worse) or its name. */
-export const SEVERITY_NAMES = [
-  'emergency',
-  'alert',
-  'critical',
-  'error',
-  'warning',
-  'notice',
-  'info',
-  'debug',
-] as const;
 const severity = z
   .union([z.coerce.number().int().min(0).max(7), z.enum(SEVERITY_NAMES)])
   .transform((v) => (typeof v === 'number' ? v : SEVERITY_NAMES.indexOf(v)));

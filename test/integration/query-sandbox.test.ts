@@ -1,13 +1,12 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { copyFile, mkdtemp, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { S3Emulator } from '../../local/s3-emulator/index.js';
+import { type ScratchS3, startScratchS3 } from '../helpers/scratch-s3.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -23,8 +22,6 @@ const fixture = JSON.parse(readFileSync(join(FIXTURE, 'fixture.json'), 'utf8')) 
   counts: { readings: number };
 };
 const DELTA = 'telemetry-delta.duckdb';
-const credentials = { accessKeyId: 'sandbox-key', secretAccessKey: 'sandbox-secret' };
-const region = 'us-east-1';
 
 /** One row, one call: DuckDB sees the interrupt only when it returns (≈ 2.5 ns per cell, O(n) memory). */
 const LEVENSHTEIN = `SELECT levenshtein(repeat('a', $n), repeat('b', $n)) AS d`;
@@ -32,29 +29,16 @@ const LEVENSHTEIN = `SELECT levenshtein(repeat('a', $n), repeat('b', $n)) AS d`;
 const ENDLESS = { n: 300_000 };
 
 let root: string;
-let emulator: S3Emulator;
+let s3: ScratchS3;
 let client: S3Client;
 let sandbox: typeof import('../../functions/warehouse/query-sandbox.js');
 let QueryError: typeof import('../../functions/warehouse/query.js').QueryError;
 const readers: { close(): Promise<void> }[] = [];
 
 beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'query-sandbox-'));
   // The query process inherits this environment: it downloads the copies itself.
-  Object.assign(process.env, {
-    AWS_ACCESS_KEY_ID: credentials.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
-    AWS_REGION: region,
-    PIPELINE_TMP: join(root, 'tmp'),
-    LOG_LEVEL: 'fatal',
-  });
-  await mkdir(join(root, 'tmp'), { recursive: true });
-  const { startS3Emulator } = await import('../../local/s3-emulator/index.js');
-  // Port 0: no fixed port to share with the other tests.
-  emulator = await startS3Emulator({ dir: join(root, 's3'), port: 0, credentials, region });
-  process.env.S3_ENDPOINT = emulator.url;
-  client = new S3Client({ endpoint: emulator.url, region, credentials, forcePathStyle: true });
-  await client.send(new CreateBucketCommand({ Bucket: 'warehouse' }));
+  s3 = await startScratchS3('query-sandbox', ['warehouse']);
+  ({ root, client } = s3);
   await writeFile(join(root, DELTA), fixtureFile(DELTA));
   await put(DELTA, join(root, DELTA));
   await put(fixture.base.baseKey, fixtureFile(fixture.base.baseKey));
@@ -64,9 +48,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all(readers.map((r) => r.close()));
-  client?.destroy();
-  await emulator?.stop();
-  if (root) await rm(root, { recursive: true, force: true });
+  await s3?.stop();
 });
 
 function fixtureFile(key: string): Buffer {

@@ -1,14 +1,13 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { CreateBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { WarehouseMessage } from '../../functions/contracts/messages.js';
 import type { CanonicalTable, Column } from '../../functions/contracts/tables.js';
-import type { S3Emulator } from '../../local/s3-emulator/index.js';
+import { type ScratchS3, startScratchS3 } from '../helpers/scratch-s3.js';
 
 /**
  * Schema evolution of the warehouse (docs/architecture.md, "Warehouse files"): a warehouse written by
@@ -31,12 +30,10 @@ interface Fixture {
 }
 const fixture = JSON.parse(readFileSync(join(FIXTURE, 'fixture.json'), 'utf8')) as Fixture;
 const DELTA = 'telemetry-delta.duckdb';
-const credentials = { accessKeyId: 'upgrade-key', secretAccessKey: 'upgrade-secret' };
-const region = 'us-east-1';
 const always = { minBytes: 0, baseFraction: 0 };
 
 let root: string;
-let emulator: S3Emulator;
+let s3: ScratchS3;
 let client: S3Client;
 let local: DuckDBConnection;
 // The functions read their configuration once, at import: loaded after the environment is set.
@@ -52,22 +49,8 @@ let manifestSchema: typeof import('../../functions/contracts/manifest.js').manif
 let bundledReference: typeof import('../../functions/contracts/reference.js').bundledReference;
 
 beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'warehouse-upgrade-'));
-  Object.assign(process.env, {
-    AWS_ACCESS_KEY_ID: credentials.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
-    AWS_REGION: region,
-    PIPELINE_TMP: join(root, 'tmp'),
-    LOG_LEVEL: 'fatal',
-  });
-  await mkdir(join(root, 'tmp'), { recursive: true });
-  const { startS3Emulator } = await import('../../local/s3-emulator/index.js');
-  // Port 0: no fixed port to share with the other tests.
-  emulator = await startS3Emulator({ dir: join(root, 's3'), port: 0, credentials, region });
-  process.env.S3_ENDPOINT = emulator.url;
-  client = new S3Client({ endpoint: emulator.url, region, credentials, forcePathStyle: true });
-  for (const Bucket of ['lake', 'warehouse', 'legacy'])
-    await client.send(new CreateBucketCommand({ Bucket }));
+  s3 = await startScratchS3('warehouse-upgrade', ['lake', 'warehouse', 'legacy']);
+  ({ root, client } = s3);
   tables = await import('../../functions/contracts/tables.js');
   ({ loadBatch } = await import('../../functions/warehouse/load-batch.js'));
   ({ WarehouseFiles } = await import('../../functions/warehouse/warehouse-file.js'));
@@ -86,9 +69,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   local?.closeSync();
-  client?.destroy();
-  await emulator?.stop();
-  if (root) await rm(root, { recursive: true, force: true });
+  await s3?.stop();
 });
 
 async function put(bucket: string, key: string, body: Buffer | string): Promise<string> {

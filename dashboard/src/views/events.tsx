@@ -3,7 +3,7 @@ import type { EventRow } from '../../../functions/contracts/api.js';
 import { dateTime, iso, SEVERITY_LABELS, severityClass } from '../format.js';
 import { linkProps, navigate, type ViewProps } from '../route.js';
 import { rangeParams, resolveRange, TimeRangePicker } from '../time-range.js';
-import { ErrorBanner, Loading, SeverityBadge } from '../ui.js';
+import { ErrorBanner, Loading, SeverityBadge, TableFoot } from '../ui.js';
 import { latestSeen } from './health.js';
 import { usePages } from './paging.js';
 
@@ -163,23 +163,13 @@ export function EventsView(props: ViewProps) {
             </tbody>
           </table>
         </div>
-        {pages.loading && <Loading />}
-        {!pages.loading && !pages.error && pages.items.length === 0 && (
-          <div class="placeholder" data-testid="empty">
-            No events match these filters.
-          </div>
-        )}
-        <div class="table-foot">
-          <span class="muted" data-testid="events-count">
-            {pages.items.length} event{pages.items.length === 1 ? '' : 's'}
-            {pages.nextCursor ? ', more available' : pages.items.length ? ', all shown' : ''}
-          </span>
-          {pages.nextCursor && (
-            <button type="button" data-testid="events-more" disabled={pages.loading} onClick={pages.more}>
-              Load {PAGE} more
-            </button>
-          )}
-        </div>
+        <TableFoot
+          pages={pages}
+          noun="event"
+          id="events"
+          page={PAGE}
+          empty="No events match these filters."
+        />
       </section>
     </div>
   );

@@ -3,7 +3,7 @@ import type { FileDetail, FileRow } from '../../../functions/contracts/api.js';
 import { bytes, dateTime, duration, num, pct } from '../format.js';
 import { linkProps, navigate, type Route } from '../route.js';
 import { rangeParams, resolveRange, TimeRangePicker } from '../time-range.js';
-import { ErrorBanner, fileStatus, Loading, Panel, StatusBadge } from '../ui.js';
+import { ErrorBanner, fileStatus, Loading, Panel, StatusBadge, TableFoot } from '../ui.js';
 import { usePages } from './paging.js';
 
 const PAGE = 50;
@@ -109,23 +109,7 @@ function FileList({ route, refresh }: { route: Route; refresh: number }) {
             </tbody>
           </table>
         </div>
-        {pages.loading && <Loading />}
-        {!pages.loading && !pages.error && pages.items.length === 0 && (
-          <div class="placeholder" data-testid="empty">
-            No files match these filters.
-          </div>
-        )}
-        <div class="table-foot">
-          <span class="muted" data-testid="files-count">
-            {pages.items.length} file{pages.items.length === 1 ? '' : 's'}
-            {pages.nextCursor ? ', more available' : pages.items.length ? ', all shown' : ''}
-          </span>
-          {pages.nextCursor && (
-            <button type="button" data-testid="files-more" disabled={pages.loading} onClick={pages.more}>
-              Load {PAGE} more
-            </button>
-          )}
-        </div>
+        <TableFoot pages={pages} noun="file" id="files" page={PAGE} empty="No files match these filters." />
       </section>
     </div>
   );
