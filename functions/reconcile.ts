@@ -64,3 +64,8 @@ export async function reconcileStages(): Promise<ReconcileReport> {
 }
 
 export const handler = middy(reconcileStages).use(metricsMiddleware('reconcile'));
+
+/** Closes the warehouse copy kept open between runs (the local runtime calls it on stop). */
+export async function close(): Promise<void> {
+  await warehouse.close();
+}

@@ -85,11 +85,13 @@ export async function startTestStack(env: Record<string, string> = {}) {
     async queryWarehouse(sql: string, bucket = 'warehouse') {
       const { WarehouseReader } = await import('../../functions/warehouse/query.js');
       const dir = await mkdtemp(join(data, 'wh-'));
+      const reader = new WarehouseReader(bucket, dir);
       try {
-        const result = await new WarehouseReader(bucket, dir).query(sql);
+        const result = await reader.query(sql);
         if (!result) throw new Error(`no warehouse yet in s3://${bucket}`);
         return result.rows;
       } finally {
+        await reader.close();
         await rm(dir, { recursive: true, force: true });
       }
     },

@@ -21,9 +21,11 @@ let stack: StackProcess;
 async function queryWarehouse(sql: string): Promise<Record<string, unknown>[]> {
   const { WarehouseReader } = await import('../../functions/warehouse/query.js');
   const dir = await mkdtemp(join(stack.data, 'reader-'));
+  const reader = new WarehouseReader('warehouse', dir);
   try {
-    return (await new WarehouseReader('warehouse', dir).query(sql))?.rows ?? [];
+    return (await reader.query(sql))?.rows ?? [];
   } finally {
+    await reader.close();
     await rm(dir, { recursive: true, force: true });
   }
 }
