@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import middy from '@middy/core';
 import sqsPartialBatchFailure from '@middy/sqs-partial-batch-failure';
 import type { SQSEvent, SQSRecord } from 'aws-lambda';
-import { configDir, loadFactories } from './contracts/factories.js';
+import { configDir, factoriesLoader } from './contracts/factories.js';
 import { bundledReference } from './contracts/reference.js';
 import { runtimeConfig } from './core/config.js';
 import { openDuckDB } from './core/duckdb.js';
@@ -16,8 +16,8 @@ import { objectEnriched } from './core/telemetry.js';
 import { BaselineCache } from './enrich/baselines.js';
 import { enrichObject } from './enrich/enrich-object.js';
 
-// Loaded once per container: config errors fail the cold start with the file and path.
-const factories = loadFactories(runtimeConfig.configPath);
+// Loaded at import (config errors fail the cold start with the file and path), and again when it changes.
+const factories = factoriesLoader(runtimeConfig.configPath);
 const reference = new ReferenceStore(
   runtimeConfig.buckets.lake,
   bundledReference(configDir(runtimeConfig.configPath)),
@@ -35,7 +35,7 @@ async function enrichRecord(record: SQSRecord): Promise<void> {
       tmpDir: runtimeConfig.tmpDir,
       reference,
       baselines,
-      settings: factories.enrichment,
+      settings: factories().enrichment,
       send: (message) => sendToWarehouse(warehouseQueue, message, record.messageId),
     });
     if (stats) objectEnriched(stats, event.key);
@@ -44,7 +44,7 @@ async function enrichRecord(record: SQSRecord): Promise<void> {
 
 /** A batch of lake notifications (normalized Parquet and ETL manifests). */
 export async function enrichBatch(event: SQSEvent) {
-  return settleRecords(event.Records, 2, enrichRecord);
+  return settleRecords(event.Records, 2, enrichRecord, 'enrich');
 }
 
 export const handler = middy(enrichBatch)

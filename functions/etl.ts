@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import middy from '@middy/core';
 import sqsPartialBatchFailure from '@middy/sqs-partial-batch-failure';
 import type { Context, SQSEvent, SQSRecord } from 'aws-lambda';
-import { loadFactories } from './contracts/factories.js';
+import { factoriesLoader } from './contracts/factories.js';
 import { runtimeConfig } from './core/config.js';
 import { openDuckDB } from './core/duckdb.js';
 import { logger } from './core/logger.js';
@@ -12,8 +12,9 @@ import { settleRecords } from './core/sqs-batch.js';
 import { fileProcessed } from './core/telemetry.js';
 import { etlObject } from './etl/etl-object.js';
 
-// Loaded once per container, at import: a bad factories.yaml fails the cold start with its path.
-const factories = loadFactories(runtimeConfig.configPath);
+// Loaded at import — a bad factories.yaml fails the cold start with its path — and again when the file
+// changes (locally: a fixed rule applies without a restart; see `telemetry-pipeline reprocess`).
+const factoriesNow = factoriesLoader(runtimeConfig.configPath);
 mkdirSync(runtimeConfig.tmpDir, { recursive: true });
 const db = await openDuckDB();
 
@@ -23,6 +24,7 @@ const DEADLINE_MARGIN_MS = 15_000;
 /** One SQS record: an S3 notification naming one or more raw objects. */
 async function etlRecord(record: SQSRecord, signal: AbortSignal): Promise<void> {
   for (const event of parseS3Notification(record.body, record.messageId)) {
+    const factories = factoriesNow();
     const outcome = await etlObject(event, {
       signal,
       factories,
@@ -44,7 +46,7 @@ export async function etlBatch(event: SQSEvent, context: Pick<Context, 'getRemai
   const signal = AbortSignal.timeout(
     Math.max(1_000, context.getRemainingTimeInMillis() - DEADLINE_MARGIN_MS),
   );
-  return settleRecords(event.Records, 2, (record) => etlRecord(record, signal));
+  return settleRecords(event.Records, 2, (record) => etlRecord(record, signal), 'etl');
 }
 
 export const handler = middy(etlBatch)

@@ -68,7 +68,7 @@ async function fetchRecord(record: SQSRecord, context: Context): Promise<void> {
 
 /** One fetch message per invocation (batch size 1): one source, its new files into the raw bucket. */
 export async function fetchBatch(event: SQSEvent, context: Context) {
-  return settleRecords(event.Records, 1, (record) => fetchRecord(record, context));
+  return settleRecords(event.Records, 1, (record) => fetchRecord(record, context), 'fetch');
 }
 
 export const handler = middy(fetchBatch)

@@ -6,15 +6,21 @@ import { runtimeConfig } from './core/config.js';
 import { logger } from './core/logger.js';
 import { metricsMiddleware } from './core/metrics-middleware.js';
 import { sqs } from './core/sqs.js';
-import { dueSources } from './fetch/due-sources.js';
+import { dueSources, scheduleDetailSchema } from './fetch/due-sources.js';
 
 const factories = loadFactories(runtimeConfig.configPath);
 
-/** Every minute: one fetch message per enabled source whose cron is due now. */
-export async function scheduleSources(event: Pick<ScheduledEvent, 'time'>): Promise<{ enqueued: number }> {
+/**
+ * Every minute: one fetch message per enabled source whose cron is due now (less the factories the
+ * event's `detail.skipFactories` names).
+ */
+export async function scheduleSources(
+  event: Pick<ScheduledEvent, 'time'> & { detail?: unknown },
+): Promise<{ enqueued: number }> {
   const queueUrl = runtimeConfig.queueUrls.fetch;
   if (!queueUrl) throw new Error('QUEUE_URL_FETCH is not set');
-  const due = dueSources(factories, new Date(event.time));
+  const { skipFactories } = scheduleDetailSchema.parse(event.detail ?? {});
+  const due = dueSources(factories, new Date(event.time), skipFactories);
   for (let i = 0; i < due.length; i += 10) {
     await sqs().send(
       new SendMessageBatchCommand({

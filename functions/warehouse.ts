@@ -9,6 +9,7 @@ import { runtimeConfig } from './core/config.js';
 import { logger } from './core/logger.js';
 import { metricsMiddleware } from './core/metrics-middleware.js';
 import { ReferenceStore } from './core/reference-store.js';
+import { recordBatchFailure } from './core/sqs-batch.js';
 import { warehouseLoaded } from './core/telemetry.js';
 import { loadBatch } from './warehouse/load-batch.js';
 import { WarehouseFiles } from './warehouse/warehouse-file.js';
@@ -53,6 +54,10 @@ export async function warehouseBatch(event: SQSEvent): Promise<void> {
     tmpDir: runtimeConfig.tmpDir,
     reference: () => reference.current(),
     baselineDays: factories.enrichment.baselineDays,
+  }).catch(async (err: unknown) => {
+    // The whole batch is retried: each of its messages gets the failure record (`dlq show`).
+    await recordBatchFailure('warehouse', event.Records, err);
+    throw err;
   });
   warehouseLoaded(stats);
 }

@@ -1,19 +1,19 @@
-import { randomBytes } from 'node:crypto';
 import { mkdir, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { joinLines, jsonlReadings, templatedLog } from './demo-data.js';
+import { ensureDemoSecrets } from './demo-secrets.js';
 import { startHttpFileServer } from './http-file-server.js';
 import { startSftpServer } from './sftp-server.js';
 
 /**
  * The demo factory's remote machines: an SFTP server (a line controller's outbox) and an HTTP
  * historian, on loopback ports, each with a day of files. `config/factories.yaml` points the demo
- * factory's sources at them; their secrets are generated here and exported by name, the way a real
- * deployment passes secrets (never in the config file).
+ * factory's sources at them; their secrets are exported by name, the way a real deployment passes
+ * secrets (never in the config file): generated once, and kept in the data folder (owner-only, see
+ * `demo-secrets.ts`) so that `telemetry-pipeline fetch demo` in another terminal finds them.
  */
 export async function startDemoRemotes(dataDir: string, day = new Date()) {
-  process.env.DEMO_SFTP_PASSWORD ??= randomBytes(12).toString('hex');
-  process.env.DEMO_HTTP_TOKEN ??= randomBytes(12).toString('hex');
+  const secrets = await ensureDemoSecrets(dataDir);
   const start = new Date(Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), day.getUTCDate(), 4));
   const seed = start.getTime() / 86_400_000;
   const stamp = start.toISOString().slice(0, 10);
@@ -36,12 +36,12 @@ export async function startDemoRemotes(dataDir: string, day = new Date()) {
     root: sftpDir,
     port: Number(process.env.DEMO_SFTP_PORT ?? 2222),
     user: 'demo',
-    password: process.env.DEMO_SFTP_PASSWORD,
+    password: secrets.DEMO_SFTP_PASSWORD,
   });
   const http = await startHttpFileServer({
     root: httpDir,
     port: Number(process.env.DEMO_HTTP_PORT ?? 8081),
-    token: process.env.DEMO_HTTP_TOKEN,
+    token: secrets.DEMO_HTTP_TOKEN,
   });
   return {
     sftp,

@@ -37,12 +37,28 @@ export interface Runtime {
   url: string;
 }
 
+export interface RuntimeOptions {
+  /**
+   * Factories whose sources the local schedule leaves out: `dev --no-demo` does not start the demo
+   * factory's remotes, so its sources would only fail into the fetch DLQ every 5 minutes.
+   */
+  unscheduledFactories?: readonly string[];
+}
+
+/** The input of the runtime's scheduled events (the schedule function reads `skipFactories`). */
+export function scheduleDetail(options: RuntimeOptions): { skipFactories: string[] } {
+  return { skipFactories: [...(options.unscheduledFactories ?? [])] };
+}
+
 /**
  * Starts the local stack: emulators (unless endpoints are configured), buckets and queues from the
  * topology, the functions in this process behind SQS event sources, notification routing, and the
  * HTTP server (health, Lambda Invoke API, metrics).
  */
-export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () => []): Promise<Runtime> {
+export async function startRuntime(
+  extraRoutes: (rt: Runtime) => Route[] = () => [],
+  options: RuntimeOptions = {},
+): Promise<Runtime> {
   const settings = localSettings();
   const emulators: Emulator[] = [];
   const sources: EventSource[] = [];
@@ -103,7 +119,7 @@ export async function startRuntime(extraRoutes: (rt: Runtime) => Route[] = () =>
         // Scheduled functions: croner fires the same expression EventBridge Scheduler would.
         stopSchedules.push(
           startSchedule(trigger.schedule, (at) => {
-            invoke(name, scheduledEvent(at, name)).catch(() => undefined);
+            invoke(name, scheduledEvent(at, name, scheduleDetail(options))).catch(() => undefined);
           }),
         );
         continue;

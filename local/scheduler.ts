@@ -32,8 +32,15 @@ export function startSchedule(expression: string, run: (at: Date) => void): () =
   return () => job.stop();
 }
 
-/** The event EventBridge Scheduler sends to a Lambda target. */
-export function scheduledEvent(at: Date, name: string): Record<string, unknown> {
+/**
+ * The event EventBridge Scheduler sends to a Lambda target; `detail` is the target's input (the
+ * schedule function reads `skipFactories` from it).
+ */
+export function scheduledEvent(
+  at: Date,
+  name: string,
+  detail: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     version: '0',
     id: crypto.randomUUID(),
@@ -43,6 +50,6 @@ export function scheduledEvent(at: Date, name: string): Record<string, unknown> 
     time: new Date(Math.floor(at.getTime() / 60_000) * 60_000).toISOString().replace('.000Z', 'Z'),
     region: 'us-east-1',
     resources: [`arn:aws:scheduler:us-east-1:000000000000:schedule/default/${name}`],
-    detail: {},
+    detail,
   };
 }

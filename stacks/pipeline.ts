@@ -145,10 +145,17 @@ export function pipeline() {
     }
   }
 
+  // Written by `sst deploy` to .sst/outputs.json: the CLI's `--stage` reads its names and URLs there.
+  const urls = (of: Record<QueueName, sst.aws.Queue>) =>
+    Object.fromEntries(Object.entries(of).map(([name, q]) => [name, q.url]));
   return {
+    stage: $app.stage,
+    region: aws.getRegionOutput().name,
     rawBucket: buckets.raw.name,
     lakeBucket: buckets.lake.name,
     warehouseBucket: buckets.warehouse.name,
     apiUrl,
+    queueUrls: urls(queues),
+    dlqUrls: urls(dlqs),
   };
 }

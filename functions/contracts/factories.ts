@@ -363,6 +363,34 @@ export function loadFactories(configPath: string): FactoriesConfig {
   return parseFactories(text, file);
 }
 
+/**
+ * The config at `configPath`, loaded now and again whenever the file changes (a stat per call), so a
+ * rule fixed in a running stack applies from the next object on — `telemetry-pipeline reprocess` then
+ * runs the files the old rule got wrong again. Deployed the file is in the bundle and never changes.
+ * A change that does not validate fails the call with the file and the path, as it fails a cold start.
+ */
+export function factoriesLoader(configPath: string): () => FactoriesConfig {
+  const file = factoriesFile(configPath);
+  const stampOf = () => {
+    try {
+      const s = statSync(file, { bigint: true });
+      return `${s.ino}:${s.size}:${s.mtimeNs}`;
+    } catch (cause) {
+      throw new ConfigError(file, 'cannot read file', { cause });
+    }
+  };
+  let stamp = stampOf();
+  let config = loadFactories(file);
+  return () => {
+    const now = stampOf();
+    if (now !== stamp) {
+      config = loadFactories(file);
+      stamp = now;
+    }
+    return config;
+  };
+}
+
 /** The rule for a key below its factory; `undefined` means auto-detect. */
 export function ruleForKey(factory: Factory, key: string): FileRule | undefined {
   const below = key.slice(key.indexOf('/') + 1).replace(/\.gz$/i, '');

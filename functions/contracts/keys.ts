@@ -151,6 +151,15 @@ export function fetchStateKey(factory: string, source: string): string {
   return `fetch-state/factory=${factory}/${source}.json`;
 }
 
+// ---- failure records (contracts/failures.ts) ----
+
+export const FAILURES_PREFIX = 'failures/';
+
+/** `failures/<queue>/<messageId>.json` (SQS message ids are UUIDs; encoded anyway, keys are opaque). */
+export function failureKey(queue: string, messageId: string): string {
+  return `${FAILURES_PREFIX}${queue}/${encodeURIComponent(messageId)}.json`;
+}
+
 export const RECONCILER_STATE_KEY = 'reconciler/state.json';
 
 // ---- warehouse bucket ----

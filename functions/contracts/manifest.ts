@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { reprocessSchema } from './reprocess.js';
 
 /** The per-file record the ETL writes last: the proof a file was processed, and its accounting. */
 export const manifestSchema = z.object({
@@ -39,6 +40,8 @@ export const manifestSchema = z.object({
   lineEndings: z.literal('cr').optional(),
   /** Things the file's owner should look at, e.g. a reject ratio over `limits.maxRejectRatio`. */
   warnings: z.array(z.string()).optional(),
+  /** The reprocess run this manifest's processing was part of (`telemetry-pipeline reprocess`). */
+  reprocess: reprocessSchema.optional(),
 });
 
 export type Manifest = z.infer<typeof manifestSchema>;

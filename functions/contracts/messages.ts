@@ -1,10 +1,13 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { reprocessSchema } from './reprocess.js';
 import { DATA_TABLES } from './tables.js';
 
 /**
  * What the enrich function tells the single warehouse writer, through the FIFO queue: an enriched
- * object to load, or an ETL manifest (file accounting and rejects) to record.
+ * object to load, or an ETL manifest (file accounting and rejects) to record. `reprocess` (sent by
+ * `telemetry-pipeline reprocess --step warehouse`, never by enrich) makes the writer load the object
+ * again although its ledger holds that (key, ETag).
  */
 export const warehouseMessageSchema = z.discriminatedUnion('kind', [
   z.object({
@@ -13,17 +16,20 @@ export const warehouseMessageSchema = z.discriminatedUnion('kind', [
     bucket: z.string().min(1),
     key: z.string().min(1),
     eTag: z.string().min(1),
+    /** As the sender counted them (the writer records what it inserts). */
     rows: z.number().int().min(0),
     sourceKey: z.string().min(1),
     sourceETag: z.string(),
     rawCreatedAt: z.iso.datetime(),
     enrichedAt: z.iso.datetime(),
+    reprocess: reprocessSchema.optional(),
   }),
   z.object({
     kind: z.literal('manifest'),
     bucket: z.string().min(1),
     key: z.string().min(1),
     eTag: z.string().min(1),
+    reprocess: reprocessSchema.optional(),
   }),
 ]);
 

@@ -13,6 +13,11 @@ export interface Provenance {
   sourceCreatedAt: string;
   /** ETag of the normalized object an enriched one was made from. */
   normalizedETag?: string;
+  /**
+   * The reprocess run (contracts/reprocess.ts) that made this object: set by the ETL for the run it
+   * did, carried on by the enrichment, or set by an enrichment run again (`reprocess --step enrich`).
+   */
+  reprocessId?: string;
 }
 
 const NAMES = {
@@ -21,6 +26,7 @@ const NAMES = {
   sourceETag: 'source-etag',
   sourceCreatedAt: 'source-created-at',
   normalizedETag: 'normalized-etag',
+  reprocessId: 'reprocess-id',
 } as const satisfies Record<keyof Provenance, string>;
 
 const metadataSchema = z.object({
@@ -29,6 +35,7 @@ const metadataSchema = z.object({
   [NAMES.sourceETag]: z.string().min(1),
   [NAMES.sourceCreatedAt]: z.iso.datetime(),
   [NAMES.normalizedETag]: z.string().min(1).optional(),
+  [NAMES.reprocessId]: z.string().min(1).optional(),
 });
 
 export function toMetadata(p: Provenance): Record<string, string> {
@@ -38,6 +45,7 @@ export function toMetadata(p: Provenance): Record<string, string> {
     [NAMES.sourceETag]: p.sourceETag,
     [NAMES.sourceCreatedAt]: p.sourceCreatedAt,
     ...(p.normalizedETag ? { [NAMES.normalizedETag]: p.normalizedETag } : {}),
+    ...(p.reprocessId ? { [NAMES.reprocessId]: p.reprocessId } : {}),
   };
 }
 
@@ -56,5 +64,6 @@ export function fromMetadata(metadata: Record<string, string | undefined>): Prov
     sourceETag: m[NAMES.sourceETag],
     sourceCreatedAt: m[NAMES.sourceCreatedAt],
     ...(m[NAMES.normalizedETag] ? { normalizedETag: m[NAMES.normalizedETag] } : {}),
+    ...(m[NAMES.reprocessId] ? { reprocessId: m[NAMES.reprocessId] } : {}),
   };
 }

@@ -1,4 +1,5 @@
 import { type BucketName, type QueueName, routesFor, topology } from '../../topology/topology.js';
+import type { Reprocess } from '../contracts/reprocess.js';
 import { buildS3Notification } from './s3-event.js';
 
 /** An object to announce, as S3 would: `bucket` is the topology's name, `physicalBucket` the real one. */
@@ -10,6 +11,8 @@ export interface CreatedObjectNotice {
   eTag: string;
   eventName: string;
   region: string;
+  /** A reprocess run's marker (`telemetry-pipeline reprocess`): the stage runs the object again. */
+  reprocess?: Reprocess;
 }
 
 /**
@@ -29,6 +32,7 @@ export function objectCreatedMessages(object: CreatedObjectNotice): { queue: Que
       eTag: object.eTag,
       eventName: object.eventName,
       region: object.region,
+      reprocess: object.reprocess,
     }),
   );
   return routes.map((route) => {

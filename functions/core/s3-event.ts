@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { type Reprocess, reprocessSchema } from '../contracts/reprocess.js';
 import { MessageFormatError } from './errors.js';
 
 /**
@@ -6,6 +7,9 @@ import { MessageFormatError } from './errors.js';
  * AWS: `eventSource: "aws:s3"`, `eventName: "ObjectCreated:Put"`. MinIO: `eventSource: "minio:s3"`,
  * `awsRegion: ""`, `eventName: "s3:ObjectCreated:Put"`, plus top-level `EventName` and `Key`.
  * https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html
+ *
+ * Our own messages may add a top-level `reprocess` marker (contracts/reprocess.ts): the stage runs the
+ * objects again even where it would skip them as done. S3 and MinIO never send it.
  */
 
 const recordSchema = z.object({
@@ -25,7 +29,10 @@ const recordSchema = z.object({
   }),
 });
 
-const notificationSchema = z.object({ Records: z.array(recordSchema) });
+const notificationSchema = z.object({
+  Records: z.array(recordSchema),
+  reprocess: reprocessSchema.optional(),
+});
 const testEventSchema = z.object({ Event: z.literal('s3:TestEvent') });
 
 export interface S3ObjectEvent {
@@ -36,6 +43,8 @@ export interface S3ObjectEvent {
   size?: number;
   eventName: string;
   eventTime?: string;
+  /** Set when an operator asked for this object to be processed again (`telemetry-pipeline reprocess`). */
+  reprocess?: Reprocess;
 }
 
 /**
@@ -89,11 +98,15 @@ export function parseS3Notification(body: unknown, messageId: string): S3ObjectE
       size: object.size,
       eventName: r.eventName.replace(/^s3:/, ''),
       eventTime: r.eventTime,
+      ...(parsed.data.reprocess ? { reprocess: parsed.data.reprocess } : {}),
     };
   });
 }
 
-/** The message AWS S3 puts on an SQS queue for one created object. */
+/**
+ * The message AWS S3 puts on an SQS queue for one created object; with `reprocess`, the same message
+ * carrying a reprocess run's marker.
+ */
 export function buildS3Notification(input: {
   bucket: string;
   key: string;
@@ -103,8 +116,10 @@ export function buildS3Notification(input: {
   eventTime?: Date;
   region?: string;
   sequencer?: string;
-}): { Records: z.input<typeof recordSchema>[] } {
+  reprocess?: Reprocess;
+}): { Records: z.input<typeof recordSchema>[]; reprocess?: Reprocess } {
   return {
+    ...(input.reprocess ? { reprocess: input.reprocess } : {}),
     Records: [
       {
         eventVersion: '2.1',

@@ -266,6 +266,7 @@ export function fileProcessed(stage: string, manifest: Manifest, outcome: string
       rows: manifest.rows,
       seconds: manifest.seconds,
       ...(manifest.warnings?.length ? { warnings: manifest.warnings } : {}),
+      ...(manifest.reprocess && outcome !== 'duplicate' ? { reprocess: manifest.reprocess.id } : {}),
       ...(manifest.quarantine
         ? { error_code: manifest.quarantine.code, reason: manifest.quarantine.reason }
         : {}),

@@ -156,7 +156,9 @@ export async function enrichEvents(
 /**
  * One lake notification. Normalized Parquet is enriched into `enriched/…` and announced to the
  * warehouse; an ETL manifest is forwarded as it is. Replays rewrite the same enriched key, and the
- * warehouse's ledger loads each (key, ETag) once.
+ * warehouse's ledger loads each (key, ETag) once. Every notification is enriched (with the reference
+ * data and baselines of now), so a reprocess run needs nothing more here than to be recorded in the
+ * enriched object's metadata; a result that differs has a new ETag, which replaces the rows.
  */
 export async function enrichObject(event: S3ObjectEvent, deps: EnrichDeps): Promise<EnrichStats | undefined> {
   const started = performance.now();
@@ -204,7 +206,12 @@ export async function enrichObject(event: S3ObjectEvent, deps: EnrichDeps): Prom
       key,
       out,
       'application/vnd.apache.parquet',
-      toMetadata({ ...provenance, normalizedETag: info.eTag }),
+      // The reprocess run that made this: the one that asked for this enrichment, else the ETL's.
+      toMetadata({
+        ...provenance,
+        normalizedETag: info.eTag,
+        reprocessId: event.reprocess?.id ?? provenance.reprocessId,
+      }),
     );
     await deps.send({
       kind: 'data',

@@ -72,7 +72,9 @@ async function peek(body: Readable, bytes: number): Promise<{ head: Buffer; stre
 /**
  * One raw object → normalized Parquet, rejects and a manifest in the lake. Idempotent: a replay of the
  * same object version is recognised by its manifest and skipped; a crash before the manifest is written
- * is retried and rewrites the same output keys.
+ * is retried and rewrites the same output keys. An event with a reprocess marker runs a version again
+ * (with the rules as they are now): it rewrites the same output keys, deletes the outputs the earlier run
+ * made that this one did not, and records the run in the manifest.
  */
 export async function etlObject(event: S3ObjectEvent, deps: EtlDeps): Promise<EtlOutcome> {
   const startedAt = new Date();
@@ -93,12 +95,17 @@ export async function etlObject(event: S3ObjectEvent, deps: EtlDeps): Promise<Et
   }
   const mKey = manifestKey(factory.id, event.bucket, event.key);
   const previous = manifestSchema.safeParse(await getJson(deps.lakeBucket, mKey));
-  if (previous.success && event.eTag && previous.data.source.eTag === event.eTag) {
-    return { status: 'duplicate', manifest: previous.data };
-  }
+  // A reprocess run processes the version again, unless this manifest is that run's already (the
+  // run's message delivered twice).
+  const done = (eTag: string | undefined) =>
+    previous.success &&
+    eTag !== undefined &&
+    previous.data.source.eTag === eTag &&
+    (!event.reprocess || previous.data.reprocess?.id === event.reprocess.id);
+  if (previous.success && done(event.eTag)) return { status: 'duplicate', manifest: previous.data };
 
   const { body, info } = await openObject(event.bucket, event.key);
-  if (previous.success && previous.data.source.eTag === info.eTag) {
+  if (previous.success && done(info.eTag)) {
     body.destroy();
     return { status: 'duplicate', manifest: previous.data };
   }
@@ -219,6 +226,7 @@ async function etlVersion(
       sourceKey: event.key,
       sourceETag: info.eTag,
       sourceCreatedAt: info.lastModified.toISOString(),
+      reprocessId: event.reprocess?.id,
     });
     for (const file of result.files) {
       await uploadFile(deps.lakeBucket, file.key, file.path, 'application/vnd.apache.parquet', provenance);
@@ -255,6 +263,7 @@ async function etlVersion(
       multilineRecords: result.multilineRecords,
       lineEndings: split.loneCr ? 'cr' : undefined,
       warnings: warnings(result.lines, deps.factories.limits.maxRejectRatio),
+      ...(event.reprocess ? { reprocess: event.reprocess } : {}),
     };
     await putJson(deps.lakeBucket, mKey, manifest);
     return { status: 'loaded', manifest };
@@ -370,6 +379,7 @@ async function quarantine(
     seconds: (finishedAt.getTime() - meta.startedAt.getTime()) / 1000,
     startedAt: meta.startedAt.toISOString(),
     finishedAt: finishedAt.toISOString(),
+    ...(event.reprocess ? { reprocess: event.reprocess } : {}),
   };
   await putJson(deps.lakeBucket, manifestKey(meta.factory, event.bucket, event.key), manifest);
   return { status: 'quarantined', manifest };

@@ -31,6 +31,8 @@ export interface FetchDeps {
 
 export type FetchProgress =
   | { kind: 'listed'; files: number; new: number }
+  /** A download under way: bytes so far (at most every 200 ms, and once at the start and the end). */
+  | { kind: 'download'; path: string; bytes: number; total?: number }
   | { kind: 'file'; path: string; key: string; bytes: number; outcome: 'fetched' | 'duplicate' | 'unstable' };
 
 export interface FetchResult {
@@ -73,20 +75,29 @@ async function download(
   client: SourceClient,
   file: RemoteFile,
   path: string,
+  progress?: FetchDeps['progress'],
 ): Promise<{ bytes: number; sha256: string }> {
   const hash = createHash('sha256');
   let bytes = 0;
+  let reported = 0;
+  const report = () => {
+    reported = Date.now();
+    progress?.({ kind: 'download', path: file.path, bytes, total: file.size });
+  };
+  report();
   await pipeline(
     await client.open(file),
     new Transform({
       transform(chunk: Buffer, _enc, done) {
         hash.update(chunk);
         bytes += chunk.length;
+        if (progress && Date.now() - reported >= 200) report();
         done(null, chunk);
       },
     }),
     createWriteStream(path),
   );
+  report();
   return { bytes, sha256: hash.digest('hex') };
 }
 
@@ -139,7 +150,7 @@ export async function fetchSource(factory: Factory, source: Source, deps: FetchD
       const tmp = join(work, 'file');
       let got: { bytes: number; sha256: string };
       try {
-        got = await download(client, file, tmp);
+        got = await download(client, file, tmp, deps.progress);
       } catch (err) {
         throw new FetchError(name, 'transfer', `transfer of ${file.path} failed: ${(err as Error).message}`, {
           cause: err,

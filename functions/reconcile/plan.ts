@@ -84,6 +84,11 @@ export type ReconcilerState = z.infer<typeof reconcilerStateSchema>;
 
 export const emptyState = (): ReconcilerState => ({ version: 1, pending: {} });
 
+/** An emission's entry in `ReconcilerState.pending`: per version, so a new upload of a key starts afresh. */
+export function pendingId(e: Pick<Emission, 'bucket' | 'object'>): string {
+  return `${e.bucket}/${e.object.key}@${e.object.eTag}`;
+}
+
 export interface PlanOptions {
   now: Date;
   /** An object younger than this is left to its own notification, which may still be on its way. */
@@ -159,8 +164,7 @@ export function planReemissions(inv: Inventory, state: ReconcilerState, options:
   const step = Math.max(options.graceSeconds, 60);
   for (const e of found) {
     missing[e.reason] = (missing[e.reason] ?? 0) + 1;
-    // Per version: a new upload of a key that kept failing starts afresh.
-    const id = `${e.bucket}/${e.object.key}@${e.object.eTag}`;
+    const id = pendingId(e);
     const entry = state.pending[id] ?? { missingSince: options.now.toISOString(), attempts: 0 };
     const since = Date.parse(entry.lastEmittedAt ?? entry.missingSince);
     const backoff =

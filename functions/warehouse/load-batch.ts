@@ -5,17 +5,28 @@ import {
   BASELINES_KEY,
   BASES_PREFIX,
   baseGeneration,
+  enrichedKey,
   isRejectsKey,
   LEGACY_KEY,
+  NORMALIZED_PREFIX,
   newBaseKey,
 } from '../contracts/keys.js';
-import { manifestSchema } from '../contracts/manifest.js';
+import { type Manifest, manifestSchema } from '../contracts/manifest.js';
 import type { WarehouseMessage } from '../contracts/messages.js';
+import { DATA_TABLES, type DataTable } from '../contracts/tables.js';
 import { sqlString } from '../core/duckdb.js';
 import { logger } from '../core/logger.js';
 import type { Reference } from '../core/reference-store.js';
 import { appendReference } from '../core/reference-tables.js';
-import { deleteObject, downloadToFile, getJson, headObject, listKeys, uploadFile } from '../core/s3.js';
+import {
+  deleteObject,
+  downloadToFile,
+  getJson,
+  headObject,
+  isNotFound,
+  listKeys,
+  uploadFile,
+} from '../core/s3.js';
 import {
   type BaseRef,
   COMPACTION,
@@ -92,6 +103,34 @@ async function supersede(
   return 'ok';
 }
 
+/**
+ * Rows of data objects that an earlier run of this raw version made and the run the manifest describes
+ * did not (a reprocess run after a rule fix can make fewer objects, other days, another table). Such an
+ * object is gone from the lake — the ETL deletes them before it writes the manifest — which is checked
+ * here, so that an outdated manifest never takes away the rows of a newer run's object. One small
+ * ledger query per manifest; a HEAD only for a key the manifest does not list.
+ */
+async function removeUnmade(c: DuckDBConnection, bucket: string, manifest: Manifest): Promise<void> {
+  const made = new Set(
+    manifest.outputs.filter((k) => k.startsWith(NORMALIZED_PREFIX)).map((k) => enrichedKey(k)),
+  );
+  const loaded = (
+    await c.runAndReadAll(
+      `SELECT lake_key, kind FROM ledger WHERE source_key = $k AND source_etag = $e AND kind IN (${DATA_TABLES.map((t) => `'${t}'`).join(', ')})`,
+      { k: manifest.source.key, e: manifest.source.eTag },
+    )
+  ).getRowsJS() as [string, DataTable][];
+  for (const [key, table] of loaded) {
+    if (made.has(key) || (await headObject(bucket, key))) continue;
+    await removeRows(c, table, 'lake_key = $k', { k: key });
+    await removeRows(c, 'ledger', 'lake_key = $k', { k: key });
+    logger.info(
+      { lake_key: key, source_key: manifest.source.key },
+      'rows of an object no longer made removed',
+    );
+  }
+}
+
 /** Replaces `devices` and `error_codes` when the reference data differs from what was last written. */
 async function refreshReference(c: DuckDBConnection, ref: Reference, state: DeltaState): Promise<void> {
   const current = digest([JSON.stringify(ref.devices), JSON.stringify(ref.errorCodes)]);
@@ -123,7 +162,8 @@ async function apply(
   await c.run('CREATE OR REPLACE TEMP TABLE touched (factory VARCHAR, device VARCHAR, metric VARCHAR)');
   for (const [i, m] of messages.entries()) {
     const existing = await scalar(c, 'SELECT etag FROM ledger WHERE lake_key = $k', { k: m.key });
-    if (existing === m.eTag) {
+    // A reprocess run (`reprocess --step warehouse`) loads the object again all the same.
+    if (existing === m.eTag && !m.reprocess) {
       stats.skipped++;
       continue;
     }
@@ -133,7 +173,22 @@ async function apply(
         stats.skipped++;
         continue;
       }
-      await downloadToFile(m.bucket, m.key, path);
+      let eTag: string;
+      try {
+        // The object as it is now: rewritten since the message was sent (a reprocess run), it is the
+        // newer version that loads, under its own ETag — and that version's message is then skipped.
+        eTag = (await downloadToFile(m.bucket, m.key, path)).eTag;
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+        // Gone: a later run of its raw file no longer makes it (that run's manifest removes its rows).
+        logger.info({ lake_key: m.key }, 'lake object gone; not loaded');
+        stats.skipped++;
+        continue;
+      }
+      if (eTag === existing && !m.reprocess) {
+        stats.skipped++;
+        continue;
+      }
       // Rows of an earlier version of this lake object exist only if the ledger has it (both are
       // written in one transaction): only then is the table scanned for them.
       if (existing !== undefined) {
@@ -157,7 +212,7 @@ async function apply(
         `INSERT INTO added.ledger (${LEDGER_COLUMNS}) VALUES ($k, $e, $kind, $sk, $se, CAST($created AS TIMESTAMPTZ), ${rows}, CAST($enriched AS TIMESTAMPTZ), now())`,
         {
           k: m.key,
-          e: m.eTag,
+          e: eTag,
           kind: m.table,
           sk: m.sourceKey,
           se: m.sourceETag,
@@ -195,11 +250,21 @@ async function apply(
           mk: m.key,
         },
       );
+      // A manifest of this raw file loaded before (a new version, or a run again): its rejects go, as
+      // the run described now may have other rejects files, or none. Otherwise a rejects file can only
+      // be in the warehouse under its own key.
+      if (existing !== undefined) {
+        await removeRows(c, 'rejects', 'source_key = $k AND source_etag = $e', {
+          k: source.key,
+          e: source.eTag,
+        });
+      }
+      await removeUnmade(c, m.bucket, manifest);
       let rejects = 0;
       for (const [j, key] of manifest.outputs.filter((k) => isRejectsKey(k)).entries()) {
         const rpath = join(work, `${i}-${j}.parquet`);
         await downloadToFile(m.bucket, key, rpath);
-        await removeRows(c, 'rejects', 'lake_key = $k', { k: key });
+        if (existing === undefined) await removeRows(c, 'rejects', 'lake_key = $k', { k: key });
         // By name, as the data tables: rejects from an earlier ETL lack the columns declared since.
         const inserted = await c.run(
           `INSERT INTO added.rejects BY NAME SELECT *, $se AS source_etag, $k AS lake_key FROM read_parquet(${sqlString(rpath)})`,

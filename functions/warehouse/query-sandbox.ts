@@ -7,6 +7,10 @@ import { z } from 'zod';
 import { runtimeConfig } from '../core/config.js';
 import { logger } from '../core/logger.js';
 import {
+  EXPORT_FORMATS,
+  type ExportProgress,
+  type ExportTarget,
+  MAX_EXPORT_TIMEOUT_SECONDS,
   QUERY_TIMEOUT_SECONDS,
   QueryError,
   type QueryParams,
@@ -65,14 +69,35 @@ type ChildSettings = z.infer<typeof childSettings>;
 
 const queryValue = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 
-/** Parent → child. */
-const queryMessage = z.object({
-  type: z.literal('query'),
-  id: z.number().int(),
-  sql: z.string(),
-  params: z.record(z.string(), queryValue).optional(),
-});
-type QueryMessage = z.infer<typeof queryMessage>;
+/** A statement's own time limit (else the child's `timeoutSeconds`): an export's is longer. */
+const timeoutSeconds = z.number().positive().max(MAX_EXPORT_TIMEOUT_SECONDS).optional();
+
+/** Parent → child: a query (at most MAX_ROWS rows back), or an export (every row, to a file). */
+const parentMessage = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('query'),
+    id: z.number().int(),
+    sql: z.string(),
+    params: z.record(z.string(), queryValue).optional(),
+    timeoutSeconds,
+    numbers: z.boolean().optional(),
+  }),
+  z.object({
+    type: z.literal('export'),
+    id: z.number().int(),
+    sql: z.string(),
+    target: z.object({
+      path: z.string().min(1),
+      format: z.enum(EXPORT_FORMATS),
+      compression: z.enum(['gzip', 'zstd']).optional(),
+    }),
+    timeoutSeconds,
+  }),
+]);
+type ParentMessage = z.infer<typeof parentMessage>;
+/** A request as the parent keeps it: a message less its id (given at each send). */
+type Request = WithoutId<ParentMessage>;
+type WithoutId<M> = M extends unknown ? Omit<M, 'id'> : never;
 
 /** Child → parent. */
 const childMessage = z.discriminatedUnion('type', [
@@ -90,6 +115,16 @@ const childMessage = z.discriminatedUnion('type', [
       })
       .nullable(),
   }),
+  /** An export's progress, about twice a second. */
+  z.object({
+    type: z.literal('progress'),
+    id: z.number().int(),
+    percentage: z.number(),
+    rowsRead: z.number(),
+    rowsTotal: z.number(),
+  }),
+  /** An export ended: the rows written (null: no warehouse yet). */
+  z.object({ type: z.literal('exported'), id: z.number().int(), rows: z.number().nullable() }),
   z.object({
     type: z.literal('error'),
     id: z.number().int(),
@@ -159,16 +194,34 @@ function spawnChild(settings: ChildSettings): ChildProcess {
   return spawn(node[0]!, node.slice(1), options);
 }
 
-/** A query on its way through a child. */
+/** A query (or export) on its way through a child. */
 interface Pending {
   id: number;
-  sql: string;
-  params: QueryParams | undefined;
+  request: Request;
+  /** Seconds it may run before the child is interrupted (and then killed). */
+  timeoutSeconds: number;
   /** Children it was sent to: an innocent query is sent again once when its child is killed. */
   sends: number;
   timer?: NodeJS.Timeout;
-  resolve: (result: QueryResult | undefined) => void;
+  onProgress?: (progress: ExportProgress) => void;
+  // biome-ignore lint/suspicious/noExplicitAny: what a result is depends on the request
+  resolve: (result: any) => void;
   reject: (err: Error) => void;
+}
+
+/** Options of one query through the sandbox. */
+export interface SandboxQueryOptions {
+  /** Seconds it may run (default: the reader's). */
+  timeoutSeconds?: number;
+  /** Numbers as JSON numbers where exact (see `numbersConverter` in query.ts), not strings. */
+  numbers?: boolean;
+}
+
+/** Options of one export through the sandbox. */
+export interface SandboxExportOptions {
+  /** Seconds it may run (default: the reader's); at most MAX_EXPORT_TIMEOUT_SECONDS. */
+  timeoutSeconds?: number;
+  onProgress?: (progress: ExportProgress) => void;
 }
 
 /** One child process and the queries it has. */
@@ -205,10 +258,60 @@ export class SandboxedReader {
     return this.child?.process.pid;
   }
 
-  async query(sql: string, params?: QueryParams): Promise<QueryResult | undefined> {
+  async query(
+    sql: string,
+    params?: QueryParams,
+    options: SandboxQueryOptions = {},
+  ): Promise<QueryResult | undefined> {
+    const request: Request = {
+      type: 'query',
+      sql,
+      ...(params ? { params } : {}),
+      ...(options.timeoutSeconds ? { timeoutSeconds: options.timeoutSeconds } : {}),
+      ...(options.numbers ? { numbers: true } : {}),
+    };
     return new Promise((resolve, reject) => {
-      this.dispatch({ id: this.nextId++, sql, params, sends: 0, resolve, reject });
+      this.dispatch({ id: this.nextId++, ...this.timed(request), sends: 0, resolve, reject });
     });
+  }
+
+  /**
+   * Writes every row of SQL that reads to `target.path` in the query process, with its limits (the
+   * address space, the kill at the timeout, the statement check); the process's DuckDB may write that
+   * one file and nothing else (see WarehouseReader.export). The rows written, or `undefined` before
+   * the first batch has been loaded. A file left by an export that failed is the caller's to remove.
+   */
+  async export(
+    sql: string,
+    target: ExportTarget,
+    options: SandboxExportOptions = {},
+  ): Promise<number | undefined> {
+    const request: Request = {
+      type: 'export',
+      sql,
+      target,
+      ...(options.timeoutSeconds ? { timeoutSeconds: options.timeoutSeconds } : {}),
+    };
+    return new Promise((resolve, reject) => {
+      const timed = this.timed(request);
+      this.dispatch({
+        id: this.nextId++,
+        ...timed,
+        sends: 0,
+        onProgress: options.onProgress,
+        resolve,
+        reject,
+      });
+    });
+  }
+
+  /** A request with its time limit checked (as the child checks it). */
+  private timed(request: Request): { request: Request; timeoutSeconds: number } {
+    const seconds = request.timeoutSeconds ?? this.settings.timeoutSeconds;
+    if (!(seconds > 0 && seconds <= MAX_EXPORT_TIMEOUT_SECONDS)) {
+      throw new QueryError(`a time limit is between 0 and ${MAX_EXPORT_TIMEOUT_SECONDS} s, not ${seconds}`);
+    }
+    return { request, timeoutSeconds: seconds };
   }
 
   /** Stops the child (queries still running in it fail). */
@@ -267,12 +370,17 @@ export class SandboxedReader {
     const p = child.inFlight.get(msg.id);
     if (!p) return;
     if (msg.type === 'started') {
-      const seconds = this.settings.timeoutSeconds + KILL_GRACE_SECONDS;
+      const seconds = p.timeoutSeconds + KILL_GRACE_SECONDS;
       p.timer = setTimeout(() => this.kill(child, p), seconds * 1000);
+      return;
+    }
+    if (msg.type === 'progress') {
+      p.onProgress?.({ percentage: msg.percentage, rowsRead: msg.rowsRead, rowsTotal: msg.rowsTotal });
       return;
     }
     this.settle(child, p);
     if (msg.type === 'result') p.resolve(msg.result ?? undefined);
+    else if (msg.type === 'exported') p.resolve(msg.rows ?? undefined);
     else if (msg.query) p.reject(new QueryError(msg.message));
     else p.reject(new Error(msg.message));
   }
@@ -280,7 +388,7 @@ export class SandboxedReader {
   /** `p` ran over its time in `child` and the interrupt did not stop it. */
   private kill(child: Child, p: Pending): void {
     logger.warn(
-      { pid: child.process.pid, timeoutSeconds: this.settings.timeoutSeconds, sql: p.sql.slice(0, 500) },
+      { pid: child.process.pid, timeoutSeconds: p.timeoutSeconds, sql: p.request.sql.slice(0, 500) },
       'a query did not stop when interrupted: killing its process',
     );
     child.culprits.add(p);
@@ -302,7 +410,7 @@ export class SandboxedReader {
       clearTimeout(p.timer);
       p.timer = undefined;
       if (child.culprits.has(p)) {
-        p.reject(new QueryError(`stopped after ${this.settings.timeoutSeconds} s`));
+        p.reject(new QueryError(`stopped after ${p.timeoutSeconds} s`));
       } else if (child.closing) {
         p.reject(new Error('the query reader was closed'));
       } else if (child.culprits.size > 0 && p.sends < 2) {
@@ -332,12 +440,7 @@ export class SandboxedReader {
 }
 
 function send(child: Child, p: Pending): void {
-  const msg: QueryMessage = {
-    type: 'query',
-    id: p.id,
-    sql: p.sql,
-    ...(p.params ? { params: p.params } : {}),
-  };
+  const msg = { ...p.request, id: p.id } as ParentMessage;
   // A message that cannot be sent means the channel is gone: the exit handler answers the query.
   child.process.send(msg, (err) => {
     if (err) child.process.kill('SIGKILL');
@@ -356,15 +459,30 @@ function serveQueries(settings: ChildSettings): void {
   });
   const reply = (msg: ChildMessage) => process.send?.(msg);
   process.on('message', (raw) => {
-    const parsed = queryMessage.safeParse(raw);
+    const parsed = parentMessage.safeParse(raw);
     if (!parsed.success) return;
-    const { id, sql, params } = parsed.data;
-    reader
-      .query(sql, params, { onStart: () => reply({ type: 'started', id }) })
-      .then((result) => reply({ type: 'result', id, result: result ?? null }))
-      .catch((err: Error) =>
-        reply({ type: 'error', id, message: err.message, query: err instanceof QueryError }),
-      );
+    const msg = parsed.data;
+    const { id } = msg;
+    const onStart = () => reply({ type: 'started', id });
+    const done =
+      msg.type === 'query'
+        ? reader
+            .query(msg.sql, msg.params, {
+              onStart,
+              ...(msg.timeoutSeconds ? { timeoutSeconds: msg.timeoutSeconds } : {}),
+              ...(msg.numbers ? { numbers: true } : {}),
+            })
+            .then((result) => reply({ type: 'result', id, result: result ?? null }))
+        : reader
+            .export(msg.sql, msg.target, {
+              onStart,
+              onProgress: (progress) => reply({ type: 'progress', id, ...progress }),
+              ...(msg.timeoutSeconds ? { timeoutSeconds: msg.timeoutSeconds } : {}),
+            })
+            .then((rows) => reply({ type: 'exported', id, rows: rows ?? null }));
+    done.catch((err: Error) =>
+      reply({ type: 'error', id, message: err.message, query: err instanceof QueryError }),
+    );
   });
   process.on('disconnect', () => process.kill(process.pid, 'SIGKILL'));
   reply({ type: 'ready' });

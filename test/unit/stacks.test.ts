@@ -79,7 +79,11 @@ function installFakes() {
       rec.secrets.push(id);
     }
   }
-  Object.assign(globalThis, { sst: { aws: { Bucket, Queue, CronV2, Function: FunctionFake }, Secret } });
+  Object.assign(globalThis, {
+    sst: { aws: { Bucket, Queue, CronV2, Function: FunctionFake }, Secret },
+    $app: { stage: 'test' },
+    aws: { getRegionOutput: () => ({ name: 'us-test-1' }) },
+  });
 }
 
 async function runStacks() {
@@ -124,7 +128,7 @@ function usedResources(handler: string): { buckets: Set<string>; queues: Set<str
 describe('SST stacks = topology', () => {
   beforeEach(runStacks);
   afterEach(() => {
-    Reflect.deleteProperty(globalThis, 'sst');
+    for (const name of ['sst', '$app', 'aws']) Reflect.deleteProperty(globalThis, name);
   });
 
   it('declares exactly the topology buckets', () => {
@@ -267,6 +271,19 @@ describe('SST stacks = topology', () => {
     const fn = declared(name, spec);
     expect(fn.copyFiles).toContainEqual({ from: 'dashboard/dist', to: 'dashboard' });
     expect(fn.environment).toMatchObject({ DASHBOARD_DIR: '/var/task/dashboard' });
+  });
+
+  it('outputs what the CLI needs for --stage: the stage, region, buckets, API URL, every queue and DLQ URL', async () => {
+    const outputs = (await runStacks()) as Record<string, unknown>;
+    expect(outputs).toMatchObject({ stage: 'test', region: 'us-test-1', apiUrl: 'https://fn.example/' });
+    for (const q of Object.keys(topology.queues) as QueueName[]) {
+      expect((outputs.queueUrls as Record<string, string>)[q]).toBe(
+        `https://sqs.example/${linkName('queue', q)}`,
+      );
+      expect((outputs.dlqUrls as Record<string, string>)[q]).toBe(
+        `https://sqs.example/${linkName('dlq', q)}`,
+      );
+    }
   });
 
   it('creates one secret per name factories.yaml refers to, never a value', () => {
