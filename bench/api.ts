@@ -200,6 +200,7 @@ export async function benchApi(opts: {
       const path = name.startsWith('readings') ? '/api/readings' : '/api/health';
       const api: number[] = [];
       const direct: number[] = [];
+      opts.log(`    ${name}…`);
       for (let i = 0; i < opts.requests; i++) {
         recorded.length = 0;
         const t = performance.now();

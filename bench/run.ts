@@ -89,9 +89,16 @@ async function time<T>(fn: () => Promise<T>): Promise<[T, number]> {
  * process on two cores). Every side of a ratio is measured the same way.
  */
 const RUNS = 3;
-async function median<T>(fn: () => Promise<T>): Promise<[T, number]> {
+/** A line while a section runs, so minutes of work are not silent (stderr: the report stays clean). */
+function progress(line: string) {
+  process.stderr.write(`${line}\n`);
+}
+async function median<T>(fn: () => Promise<T>, label?: string): Promise<[T, number]> {
   const runs: [T, number][] = [];
-  for (let i = 0; i < RUNS; i++) runs.push(await time(fn));
+  for (let i = 0; i < RUNS; i++) {
+    runs.push(await time(fn));
+    if (label) progress(`    ${label}: run ${i + 1} of ${RUNS}, ${runs.at(-1)![1].toFixed(2)} s`);
+  }
   runs.sort((a, b) => a[1] - b[1]);
   return runs[Math.floor(RUNS / 2)]!;
 }
@@ -108,8 +115,8 @@ if (want('etl')) {
   for (const format of ['jsonl', 'csv', 'syslog', 'template'] as Format[]) {
     const file = await corpus(corpusDir, format, SIZE.lines, format === 'jsonl' || format === 'csv');
     await etlFile(db, file.path, tmp); // warm-up (page cache, DuckDB)
-    const [etl, ours] = await median(() => etlFile(db, file.path, tmp));
-    const [, ceiling] = await median(() => ceilingFile(db, file.path, format, tmp));
+    const [etl, ours] = await median(() => etlFile(db, file.path, tmp), `${format} ETL`);
+    const [, ceiling] = await median(() => ceilingFile(db, file.path, format, tmp), `${format} ceiling`);
     const parse = await parseOnly(db, file.path);
     const [, parseSeconds] = await median(parse.run);
     parse.close();
@@ -283,6 +290,7 @@ if (want('stack')) {
       log(`Latency (${SIZE.latencyFiles} small files, upload → queryable)`);
       const latencies: number[] = [];
       for (let i = 0; i < SIZE.latencyFiles; i++) {
+        if (i > 0 && i % 10 === 0) progress(`    ${i} of ${SIZE.latencyFiles} files timed`);
         const key = `lat/2026/01/01/f${i}.jsonl`;
         const t0 = performance.now();
         await runtime.s3.send(new PutObjectCommand({ Bucket: 'raw', Key: key, Body: small(i) }));
@@ -324,9 +332,16 @@ if (want('stack')) {
       }
       let loaded = new Map<string, { rows: number; lines: number }>();
       const deadline = Date.now() + (quick ? 120_000 : 480_000);
+      let shown = 0;
       while (Date.now() < deadline) {
         loaded = await loadedKeys('burst/');
         if (loaded.size === keys.length) break;
+        if (performance.now() - shown > 10_000) {
+          shown = performance.now();
+          progress(
+            `    ${loaded.size} of ${keys.length} files in the warehouse after ${((shown - t0) / 1000).toFixed(0)} s`,
+          );
+        }
         await new Promise((r) => setTimeout(r, 500));
       }
       const drain = (performance.now() - t0) / 1000;

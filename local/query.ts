@@ -6,6 +6,8 @@ import cliProgress from 'cli-progress';
 import Table from 'cli-table3';
 import type { ExportFormat, ExportTarget, QueryResult } from '../functions/warehouse/query.js';
 import type { SandboxedReader } from '../functions/warehouse/query-sandbox.js';
+import type { DownloadObserver } from '../functions/warehouse/warehouse-file.js';
+import { byteProgress } from './byte-progress.js';
 import { formatBytes } from './cli-format.js';
 import { exportFunctionEnv, localSettings } from './settings.js';
 import type { Target } from './target.js';
@@ -135,7 +137,7 @@ async function readerFor(source: Source): Promise<SandboxedReader> {
     const open = async () => {
       const { SandboxedReader } = await import('../functions/warehouse/query-sandbox.js');
       await mkdir(source.dir, { recursive: true });
-      return new SandboxedReader(source.bucket, source.dir);
+      return new SandboxedReader(source.bucket, source.dir, { onDownload: downloadBar() });
     };
     local = { dir: source.dir, reader: open() };
   }
@@ -294,6 +296,20 @@ export async function runExport(sql: string, opts: ExportOptions): Promise<Expor
     bar?.stop();
     await closeLocalQueries();
   }
+}
+
+/**
+ * The warehouse files being brought up to date before a query (a base can be large, the first time or
+ * after a compaction): a bar on stderr when it is a terminal, nothing otherwise.
+ */
+function downloadBar(): DownloadObserver {
+  const progress = byteProgress({ write: (line) => process.stderr.write(`${line}\n`) });
+  return ({ key, bytes, total }) => {
+    const label = `warehouse ${key}`;
+    if (bytes === 0) progress.start(total ?? 0, label);
+    else progress.update(bytes, total === undefined ? {} : { total });
+    if (total !== undefined && bytes >= total) progress.stop();
+  };
 }
 
 /** One line on stderr: DuckDB's progress, rows read, bytes written, time. */

@@ -176,6 +176,7 @@ export async function downloadIfChanged(
   key: string,
   path: string,
   cachedETag: string | undefined,
+  onProgress?: (bytes: number, total: number | undefined) => void,
 ): Promise<string | undefined> {
   try {
     const res = await s3().send(
@@ -195,6 +196,14 @@ export async function downloadIfChanged(
     // A name of its own: two readers refreshing the same copy must not write into one file.
     const tmp = `${path}.${randomUUID()}.download`;
     try {
+      if (onProgress) {
+        let bytes = 0;
+        onProgress(0, res.ContentLength);
+        body.on('data', (chunk: Buffer) => {
+          bytes += chunk.length;
+          onProgress(bytes, res.ContentLength);
+        });
+      }
       await pipeline(body, createWriteStream(tmp));
       await rename(tmp, path);
     } finally {

@@ -18,6 +18,7 @@ import {
   type ReaderOptions,
   WarehouseReader,
 } from './query.js';
+import type { DownloadObserver } from './warehouse-file.js';
 
 /**
  * Callers' SQL in a process of its own. DuckDB bounds what it manages — its buffers, the interrupt
@@ -114,6 +115,13 @@ const childMessage = z.discriminatedUnion('type', [
         truncated: z.boolean().optional(),
       })
       .nullable(),
+  }),
+  /** A warehouse file being downloaded (the copies are refreshed before a query), a few times a second. */
+  z.object({
+    type: z.literal('download'),
+    key: z.string(),
+    bytes: z.number(),
+    total: z.number().nullable(),
   }),
   /** An export's progress, about twice a second. */
   z.object({
@@ -249,8 +257,12 @@ export class SandboxedReader {
   private child?: Child;
   private nextId = 1;
 
+  /** Told how a download of the warehouse files goes, in the child (see ReaderOptions.onDownload). */
+  private readonly onDownload?: DownloadObserver;
+
   constructor(bucket: string, dir: string, options: ReaderOptions = {}) {
     this.settings = { bucket, dir, timeoutSeconds: options.timeoutSeconds ?? QUERY_TIMEOUT_SECONDS };
+    this.onDownload = options.onDownload;
   }
 
   /** The current child's pid (none before the first query or after it died). */
@@ -367,6 +379,10 @@ export class SandboxedReader {
       for (const p of child.inFlight.values()) send(child, p);
       return;
     }
+    if (msg.type === 'download') {
+      this.onDownload?.({ key: msg.key, bytes: msg.bytes, total: msg.total ?? undefined });
+      return;
+    }
     const p = child.inFlight.get(msg.id);
     if (!p) return;
     if (msg.type === 'started') {
@@ -454,10 +470,19 @@ function send(child: Child, p: Pending): void {
  */
 function serveQueries(settings: ChildSettings): void {
   mkdirSync(settings.dir, { recursive: true });
+  const reply = (msg: ChildMessage) => process.send?.(msg);
+  // At most every 200 ms per file, and its start and end: what a progress bar needs, no flood.
+  const sent = new Map<string, number>();
   const reader = new WarehouseReader(settings.bucket, settings.dir, {
     timeoutSeconds: settings.timeoutSeconds,
+    onDownload: ({ key, bytes, total }) => {
+      const now = Date.now();
+      const done = total !== undefined && bytes >= total;
+      if (bytes > 0 && !done && now - (sent.get(key) ?? 0) < 200) return;
+      sent.set(key, now);
+      reply({ type: 'download', key, bytes, total: total ?? null });
+    },
   });
-  const reply = (msg: ChildMessage) => process.send?.(msg);
   process.on('message', (raw) => {
     const parsed = parentMessage.safeParse(raw);
     if (!parsed.success) return;

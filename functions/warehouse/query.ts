@@ -14,7 +14,7 @@ import { DELTA_KEY } from '../contracts/keys.js';
 import { runtimeConfig } from '../core/config.js';
 import { sqlString } from '../core/duckdb.js';
 import { baseRefOf } from './delta.js';
-import { BaseCopies, BaseGoneError, WarehouseFile } from './warehouse-file.js';
+import { BaseCopies, BaseGoneError, type DownloadObserver, WarehouseFile } from './warehouse-file.js';
 
 export interface QueryResult {
   columns: string[];
@@ -39,6 +39,8 @@ export type QueryParams = Readonly<Record<string, QueryValue>>;
 export interface ReaderOptions {
   /** Seconds a query may run before it is interrupted (default QUERY_TIMEOUT_SECONDS). */
   timeoutSeconds?: number;
+  /** Told how the download of a warehouse file goes (the CLI draws a progress bar). */
+  onDownload?: DownloadObserver;
 }
 
 export interface QueryOptions {
@@ -374,8 +376,8 @@ export class WarehouseReader {
     dir: string,
     options: ReaderOptions = {},
   ) {
-    this.delta = new WarehouseFile(bucket, dir, DELTA_KEY);
-    this.bases = new BaseCopies(bucket, join(dir, 'bases'));
+    this.delta = new WarehouseFile(bucket, dir, DELTA_KEY, options.onDownload);
+    this.bases = new BaseCopies(bucket, join(dir, 'bases'), options.onDownload);
     this.timeoutSeconds = options.timeoutSeconds ?? QUERY_TIMEOUT_SECONDS;
   }
 

@@ -26,6 +26,18 @@ async function removeWal(path: string): Promise<void> {
  * to be pristine. The marker is removed before the copy is modified and written back only after a
  * successful upload, so a crash in between forces a fresh download on the retry.
  */
+/** A download of a warehouse file in progress: bytes so far of `total` (when the store said). */
+export interface DownloadProgress {
+  key: string;
+  bytes: number;
+  total: number | undefined;
+}
+export type DownloadObserver = (progress: DownloadProgress) => void;
+
+function observe(key: string, observer: DownloadObserver | undefined) {
+  return observer && ((bytes: number, total: number | undefined) => observer({ key, bytes, total }));
+}
+
 export class WarehouseFile {
   readonly path: string;
   private readonly marker: string;
@@ -34,6 +46,7 @@ export class WarehouseFile {
     private readonly bucket: string,
     dir: string,
     private readonly key: string,
+    private readonly onDownload?: DownloadObserver,
   ) {
     this.path = join(dir, basename(key));
     this.marker = `${this.path}.etag`;
@@ -45,7 +58,13 @@ export class WarehouseFile {
    */
   async checkout(mode: 'modify' | 'read-only' = 'modify'): Promise<string | undefined> {
     const cached = await readFile(this.marker, 'utf8').catch(() => undefined);
-    const eTag = await downloadIfChanged(this.bucket, this.key, this.path, cached);
+    const eTag = await downloadIfChanged(
+      this.bucket,
+      this.key,
+      this.path,
+      cached,
+      observe(this.key, this.onDownload),
+    );
     // Only a pristine copy may keep its log (it has none): a log beside a new copy would be replayed.
     if (eTag !== cached) await removeWal(this.path);
     if (eTag === undefined) await this.discard();
@@ -110,6 +129,7 @@ export class BaseCopies {
   constructor(
     private readonly bucket: string,
     private readonly dir: string,
+    private readonly onDownload?: DownloadObserver,
   ) {}
 
   path(key: string): string {
@@ -121,7 +141,10 @@ export class BaseCopies {
     await mkdir(this.dir, { recursive: true });
     if (!existsSync(path)) {
       await removeWal(path);
-      if ((await downloadIfChanged(this.bucket, key, path, undefined)) === undefined) {
+      if (
+        (await downloadIfChanged(this.bucket, key, path, undefined, observe(key, this.onDownload))) ===
+        undefined
+      ) {
         throw new BaseGoneError(`s3://${this.bucket}/${key}: not found`);
       }
     }

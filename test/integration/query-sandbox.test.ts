@@ -103,6 +103,23 @@ describe('SandboxedReader', () => {
     expect(r.pid).toBe(pid);
   });
 
+  it('reports the download of each warehouse file (the CLI draws it), and nothing when the copies are current', async () => {
+    const dir = await mkdtemp(join(root, 'reader-'));
+    const seen: { key: string; bytes: number; total: number | undefined }[] = [];
+    const r = new sandbox.SandboxedReader('warehouse', dir, { onDownload: (p) => seen.push(p) });
+    readers.push(r);
+    await r.query('SELECT 1 AS n');
+    for (const key of [DELTA, fixture.base.baseKey]) {
+      const events = seen.filter((e) => e.key === key);
+      expect(events[0], key).toMatchObject({ bytes: 0 });
+      expect(events.at(-1)!.bytes, key).toBe(events.at(-1)!.total);
+      expect(events.at(-1)!.bytes, key).toBeGreaterThan(0);
+    }
+    seen.length = 0;
+    await r.query('SELECT 1 AS n');
+    expect(seen).toEqual([]);
+  });
+
   it('fails an allocation beyond the memory budget at once, and keeps working', async () => {
     const r = await reader();
     await r.query('SELECT 1');
