@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { GetObjectCommand } from '@aws-sdk/client-s3';
 import {
   ChangeMessageVisibilityBatchCommand,
   DeleteMessageCommand,
@@ -22,7 +21,7 @@ import {
 import { failureKey } from '../functions/contracts/keys.js';
 import { forEachConcurrent } from '../functions/core/concurrency.js';
 import { dlqResourceName, type QueueName, queueResourceName, topology } from '../topology/topology.js';
-import { queueCounts, type Target } from './target.js';
+import type { Target } from './target.js';
 
 /**
  * `telemetry-pipeline dlq`: the dead-letter queues of the pipeline's four queues — what is in them,
@@ -85,8 +84,9 @@ const isoTime = (ms: string | number | undefined) => {
   return ms === undefined || !Number.isFinite(n) ? undefined : new Date(n).toISOString();
 };
 
-async function dlqCounts(target: Target, url: string): Promise<{ visible: number; depth: number }> {
-  const c = await queueCounts(target, url);
+async function dlqCounts(url: string): Promise<{ visible: number; depth: number }> {
+  const { queueCounts } = await import('../functions/core/sqs.js');
+  const c = await queueCounts(url);
   return { visible: c.waiting, depth: c.waiting + c.inFlight + c.delayed };
 }
 
@@ -154,23 +154,21 @@ async function readFailure(
   queue: QueueName,
   id: string,
 ): Promise<Pick<DeadLetter, 'failure' | 'failureProblem'>> {
+  const { getJson } = await import('../functions/core/s3.js');
+  let record: unknown;
   try {
-    const res = await target.s3.send(
-      new GetObjectCommand({ Bucket: target.buckets.lake, Key: failureKey(queue, id) }),
-    );
-    const text = await res.Body!.transformToString('utf8');
-    const parsed = failureRecordSchema.safeParse(JSON.parse(text));
-    return parsed.success
-      ? { failure: parsed.data }
-      : { failure: undefined, failureProblem: 'the failure record is not one of this release' };
+    record = await getJson(target.buckets.lake, failureKey(queue, id));
   } catch (err) {
-    const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
-    if (e.name === 'NoSuchKey' || e.$metadata?.httpStatusCode === 404) return { failure: undefined };
     return {
       failure: undefined,
       failureProblem: `cannot read the failure record: ${(err as Error).message}`,
     };
   }
+  if (record === undefined) return { failure: undefined };
+  const parsed = failureRecordSchema.safeParse(record);
+  return parsed.success
+    ? { failure: parsed.data }
+    : { failure: undefined, failureProblem: 'the failure record is not one of this release' };
 }
 
 async function toDeadLetter(
@@ -223,7 +221,7 @@ export async function listDeadLetters(
   opts: { limit?: number; withFailures?: boolean } = {},
 ): Promise<DlqListing> {
   const url = target.dlqUrls[queue];
-  const { visible, depth } = await dlqCounts(target, url);
+  const { visible, depth } = await dlqCounts(url);
   const peek = new Peek(target, url);
   let messages: Message[];
   try {
@@ -257,7 +255,7 @@ export async function showDeadLetter(
   id: string,
 ): Promise<{ letter: DeadLetter | undefined; looked: number; depth: number }> {
   const url = target.dlqUrls[queue];
-  const { visible, depth } = await dlqCounts(target, url);
+  const { visible, depth } = await dlqCounts(url);
   const peek = new Peek(target, url);
   let found: Message | undefined;
   let looked = 0;
@@ -336,7 +334,7 @@ async function redriveByReceive(
   ids: readonly string[] | undefined,
 ): Promise<RedriveResult> {
   const url = target.dlqUrls[queue];
-  const { visible } = await dlqCounts(target, url);
+  const { visible } = await dlqCounts(url);
   const peek = new Peek(target, url);
   const wanted = ids && new Set(ids);
   const result: RedriveResult = {

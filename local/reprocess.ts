@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand, type SendMessageBatchRequestEntry } from '@aws-sdk/client-sqs';
 import cliProgress from 'cli-progress';
 import picomatch from 'picomatch';
@@ -145,23 +145,6 @@ export function keyMatcher(glob: string | undefined): (key: string) => boolean {
   return glob.includes('/') ? match : (key) => match(key.slice(key.lastIndexOf('/') + 1));
 }
 
-async function* listRaw(
-  s3: S3Client,
-  bucket: string,
-  prefix: string,
-): AsyncGenerator<{ key: string; eTag: string; size: number }> {
-  let token: string | undefined;
-  do {
-    const page = await s3.send(
-      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
-    );
-    for (const o of page.Contents ?? []) {
-      if (o.Key) yield { key: o.Key, eTag: (o.ETag ?? '').replace(/"/g, ''), size: o.Size ?? 0 };
-    }
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
-}
-
 /** The raw bucket's top-level folders: factories that have files, configured or not. */
 async function factoriesInBucket(s3: S3Client, bucket: string): Promise<string[]> {
   const out: string[] = [];
@@ -189,48 +172,33 @@ async function configuredFactories(): Promise<{ ids: string[]; file: string; pro
   }
 }
 
+/** The object store as the functions reach it (`resolveTarget` has pointed their environment at the target). */
+const store = () => import('../functions/core/s3.js');
+
+/** A raw file's manifest with its object's ETag and size; `undefined` when there is none (or not this release's). */
 async function getManifest(
-  s3: S3Client,
   bucket: string,
   key: string,
 ): Promise<{ manifest: Manifest; eTag: string; size: number } | undefined> {
+  const { isNotFound, openObject } = await store();
   try {
-    const res = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    const parsed = manifestSchema.safeParse(JSON.parse(await res.Body!.transformToString('utf8')));
-    if (!parsed.success) return undefined;
-    return {
-      manifest: parsed.data,
-      eTag: (res.ETag ?? '').replace(/"/g, ''),
-      size: res.ContentLength ?? 0,
-    };
+    const { body, info } = await openObject(bucket, key);
+    const chunks: Buffer[] = [];
+    for await (const chunk of body) chunks.push(chunk as Buffer);
+    const parsed = manifestSchema.safeParse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+    return parsed.success ? { manifest: parsed.data, eTag: info.eTag, size: info.size } : undefined;
   } catch (err) {
-    if (notFound(err)) return undefined;
+    if (isNotFound(err)) return undefined;
     throw err;
   }
 }
 
-async function head(
-  s3: S3Client,
-  bucket: string,
-  key: string,
-): Promise<{ eTag: string; size: number; lastModified: Date; metadata: Record<string, string> } | undefined> {
-  try {
-    const res = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-    return {
-      eTag: (res.ETag ?? '').replace(/"/g, ''),
-      size: res.ContentLength ?? 0,
-      lastModified: res.LastModified ?? new Date(),
-      metadata: res.Metadata ?? {},
-    };
-  } catch (err) {
-    if (notFound(err)) return undefined;
-    throw err;
-  }
+async function head(bucket: string, key: string) {
+  return (await store()).headObject(bucket, key);
 }
 
-function notFound(err: unknown): boolean {
-  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
-  return e.name === 'NoSuchKey' || e.name === 'NotFound' || e.$metadata?.httpStatusCode === 404;
+async function* listRaw(bucket: string, prefix: string) {
+  yield* (await store()).listObjects(bucket, prefix);
 }
 
 const normalizedOutputs = (m: Manifest) => m.outputs.filter((k) => k.startsWith(NORMALIZED_PREFIX));
@@ -242,7 +210,7 @@ async function plan(
   step: ReprocessStep,
   raw: RawObject,
 ): Promise<{ planned: Planned; out: Outgoing[] } | { reason: string }> {
-  const { buckets, region, s3 } = target;
+  const { buckets, region } = target;
   const manifestKey = manifestKeyOf(buckets.raw, raw.key);
   const notice = (bucket: 'raw' | 'lake', key: string, o: { eTag: string; size: number }) =>
     objectCreatedMessages({
@@ -264,7 +232,7 @@ async function plan(
   if (step === 'etl') {
     return { planned: { raw, sent: [raw.key], manifestKey }, out: notice('raw', raw.key, raw) };
   }
-  const current = await getManifest(s3, buckets.lake, manifestKey);
+  const current = await getManifest(buckets.lake, manifestKey);
   if (!current) return { reason: 'never processed (no manifest): start it with --step etl' };
   const { manifest } = current;
   if (manifest.source.eTag !== raw.eTag) {
@@ -277,7 +245,7 @@ async function plan(
   if (step === 'enrich') {
     const out: Outgoing[] = [];
     for (const key of normalized) {
-      const o = await head(s3, buckets.lake, key);
+      const o = await head(buckets.lake, key);
       if (!o) return { reason: `${key} is missing from the lake: use --step etl` };
       out.push(...notice('lake', key, o));
     }
@@ -290,7 +258,7 @@ async function plan(
     { kind: 'manifest', bucket: buckets.lake, key: manifestKey, eTag: current.eTag, reprocess: run },
   ];
   for (const key of enriched) {
-    const o = await head(s3, buckets.lake, key);
+    const o = await head(buckets.lake, key);
     if (!o) return { reason: `${key} is not enriched yet: use --step enrich` };
     let provenance: ReturnType<typeof fromMetadata>;
     try {
@@ -413,7 +381,7 @@ export async function reprocess(
   const matches = keyMatcher(opts.key);
   const chosen: RawObject[] = [];
   let undated = 0;
-  for await (const o of listRaw(s3, buckets.raw, `${factory}/`)) {
+  for await (const o of listRaw(buckets.raw, `${factory}/`)) {
     if (!matches(o.key)) continue;
     if (from || to) {
       const day = dateOfRawKey(o.key);
@@ -545,7 +513,7 @@ async function follow(
 ): Promise<NonNullable<ReprocessReport['wait']>> {
   const started = Date.now();
   const deadline = started + o.timeoutSeconds * 1000;
-  const { s3, buckets } = target;
+  const { buckets } = target;
   const factory = planned[0]?.raw.key.split('/', 1)[0] ?? '';
   const pending = new Map(planned.map((p) => [p.raw.key, p]));
   const waitingFor = new Map<string, string>(planned.map((p) => [p.raw.key, step]));
@@ -582,11 +550,11 @@ async function follow(
         const listed = new Map<string, string>();
         if (pending.size <= 200) {
           await forEachConcurrent([...pending.values()], 8, async (p) => {
-            const m = await head(s3, buckets.lake, p.manifestKey);
+            const m = await head(buckets.lake, p.manifestKey);
             if (m) listed.set(p.manifestKey, m.eTag);
           });
         } else {
-          for await (const m of listRaw(s3, buckets.lake, `${MANIFESTS_PREFIX}factory=${factory}/`)) {
+          for await (const m of listRaw(buckets.lake, `${MANIFESTS_PREFIX}factory=${factory}/`)) {
             listed.set(m.key, m.eTag);
           }
         }
@@ -596,7 +564,7 @@ async function follow(
           if (eTag === undefined) return 'etl';
           let known = manifests.get(p.manifestKey);
           if (known?.eTag !== eTag) {
-            const got = await getManifest(s3, buckets.lake, p.manifestKey);
+            const got = await getManifest(buckets.lake, p.manifestKey);
             known = { eTag: got?.eTag ?? '', manifest: got?.manifest };
             manifests.set(p.manifestKey, known);
           }
@@ -608,7 +576,7 @@ async function follow(
           }
           for (const key of enriched) {
             if (confirmed.has(key)) continue;
-            const o = await head(s3, buckets.lake, key);
+            const o = await head(buckets.lake, key);
             if (!o || madeBy(o.metadata) !== run.id) return 'enrich';
             if (ledger.get(key)?.eTag !== o.eTag) return 'warehouse';
             confirmed.add(key);

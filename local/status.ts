@@ -7,7 +7,7 @@ import type { ReconcileDeps } from '../functions/reconcile/reconcile.js';
 import type { QueueName } from '../topology/topology.js';
 import { formatBytes, formatDuration } from './cli-format.js';
 import { localSettings } from './settings.js';
-import { queueCounts, type Target } from './target.js';
+import type { Target } from './target.js';
 
 /**
  * `telemetry-pipeline status`: where every raw file is, stage by stage, from what exists — the same
@@ -114,9 +114,10 @@ const lastRunSchema = z.object({
 });
 
 async function queueStatus(target: Target, queue: QueueName): Promise<QueueStatus> {
+  const { queueCounts } = await import('../functions/core/sqs.js');
   const [q, d] = await Promise.all([
-    queueCounts(target, target.queueUrls[queue]),
-    queueCounts(target, target.dlqUrls[queue]),
+    queueCounts(target.queueUrls[queue]),
+    queueCounts(target.dlqUrls[queue]),
   ]);
   return { queue, ...q, dlq: d.waiting + d.inFlight + d.delayed };
 }

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { GetQueueAttributesCommand, GetQueueUrlCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { GetQueueUrlCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { z } from 'zod';
 import {
   type BucketName,
@@ -164,30 +164,4 @@ function exportTargetEnv(t: Target): void {
 export function targetOf(cmd: { optsWithGlobals(): { stage?: string } }): Promise<Target> {
   const { stage } = cmd.optsWithGlobals();
   return resolveTarget(stage ? { stage } : {});
-}
-
-/** A queue's approximate counts: visible, in flight (received, not yet deleted), delayed. */
-export interface QueueCounts {
-  waiting: number;
-  inFlight: number;
-  delayed: number;
-}
-
-export async function queueCounts(target: Target, url: string): Promise<QueueCounts> {
-  const res = await target.sqs.send(
-    new GetQueueAttributesCommand({
-      QueueUrl: url,
-      AttributeNames: [
-        'ApproximateNumberOfMessages',
-        'ApproximateNumberOfMessagesNotVisible',
-        'ApproximateNumberOfMessagesDelayed',
-      ],
-    }),
-  );
-  const a = res.Attributes ?? {};
-  return {
-    waiting: Number(a.ApproximateNumberOfMessages ?? 0),
-    inFlight: Number(a.ApproximateNumberOfMessagesNotVisible ?? 0),
-    delayed: Number(a.ApproximateNumberOfMessagesDelayed ?? 0),
-  };
 }

@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join, relative, resolve, sep } from 'node:path';
-import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Manifest } from '../functions/contracts/manifest.js';
 import { byteProgress } from './byte-progress.js';
@@ -198,15 +198,12 @@ async function waitForFiles(
   let lastWarehouse = new Map<string, { complete: boolean; rowsLoaded: number; rowsExpected: number }>();
 
   const readManifest = async (f: UploadedFile) => {
-    try {
-      const res = await target.s3.send(
-        new GetObjectCommand({ Bucket: target.buckets.lake, Key: manifestKeyOf(target.buckets.raw, f.key) }),
-      );
-      const m = manifestSchema.parse(JSON.parse(await res.Body!.transformToString('utf8')));
-      return m.source.eTag === f.eTag ? m : undefined;
-    } catch {
-      return undefined; // not written yet (or an earlier version's)
-    }
+    const { getJson } = await import('../functions/core/s3.js');
+    // Not written yet, or an earlier version's: not this upload's manifest.
+    const m = manifestSchema.safeParse(
+      await getJson(target.buckets.lake, manifestKeyOf(target.buckets.raw, f.key)),
+    );
+    return m.success && m.data.source.eTag === f.eTag ? m.data : undefined;
   };
   const line = (f: UploadedFile, r: WaitResult) => {
     const m = r.manifest;

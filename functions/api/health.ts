@@ -76,10 +76,11 @@ export async function healthGrid(run: RunQuery, q: z.output<typeof healthQuery>)
      LIMIT ${MAX_CELLS + 1}`,
     params,
   );
+  const ofFactory = new Where().when(q.factory, 'factory', 'factory = $factory');
   const registry = await rows(
     run,
-    `SELECT factory, device, line, criticality FROM devices ${new Where().when(q.factory, 'factory', 'factory = $factory')}`,
-    q.factory ? { factory: q.factory } : {},
+    `SELECT factory, device, line, criticality FROM devices ${ofFactory}`,
+    ofFactory.params,
   );
   const devices = new Map<string, HealthGrid['devices'][number]>();
   for (const d of registry) {

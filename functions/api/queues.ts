@@ -1,7 +1,6 @@
-import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { runtimeConfig } from '../core/config.js';
 import { logger } from '../core/logger.js';
-import { sqs } from '../core/sqs.js';
+import { queueCounts } from '../core/sqs.js';
 import type { QueueDepth } from './overview.js';
 
 /**
@@ -18,20 +17,8 @@ export async function pipelineQueueDepths(): Promise<QueueDepth[] | null> {
   const depths = await Promise.all(
     queues.map(async ({ queue, url }) => {
       try {
-        const res = await sqs().send(
-          new GetQueueAttributesCommand({
-            QueueUrl: url,
-            AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
-          }),
-        );
-        const a = res.Attributes ?? {};
-        return [
-          {
-            queue,
-            waiting: Number(a.ApproximateNumberOfMessages ?? 0),
-            inFlight: Number(a.ApproximateNumberOfMessagesNotVisible ?? 0),
-          },
-        ];
+        const { waiting, inFlight } = await queueCounts(url);
+        return [{ queue, waiting, inFlight }];
       } catch (err) {
         logger.warn({ err, queue }, 'queue depth unavailable');
         return [];

@@ -1,4 +1,3 @@
-import { timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import {
   devicesQuery,
@@ -11,6 +10,7 @@ import {
   overviewQuery,
   readingsQuery,
 } from '../contracts/api.js';
+import { bearerMatches } from '../core/bearer.js';
 import { QueryError } from '../warehouse/query.js';
 import type { DashboardAssets } from './dashboard.js';
 import { listEvents } from './events.js';
@@ -40,10 +40,7 @@ const queryBody = z.object({ sql: z.string().min(1).max(100_000) }).strict();
 
 function authorized(req: ApiRequest, deps: ApiDeps): boolean {
   if (!deps.token) return !deps.requireToken;
-  const given = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
-  const a = Buffer.from(given);
-  const b = Buffer.from(deps.token);
-  return a.length === b.length && timingSafeEqual(a, b);
+  return bearerMatches(req.headers.authorization, deps.token);
 }
 
 type Handler = (req: ApiRequest, deps: ApiDeps, match: RegExpExecArray) => Promise<unknown>;

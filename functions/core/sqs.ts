@@ -37,8 +37,14 @@ export async function sendToWarehouse(
   );
 }
 
-/** Messages in a queue: visible, in flight and delayed (SQS's approximate counts). */
-export async function queueDepth(queueUrl: string): Promise<number> {
+/** A queue's approximate counts: visible, in flight (received, not yet deleted), delayed. */
+export interface QueueCounts {
+  waiting: number;
+  inFlight: number;
+  delayed: number;
+}
+
+export async function queueCounts(queueUrl: string): Promise<QueueCounts> {
   const res = await sqs().send(
     new GetQueueAttributesCommand({
       QueueUrl: queueUrl,
@@ -50,11 +56,17 @@ export async function queueDepth(queueUrl: string): Promise<number> {
     }),
   );
   const a = res.Attributes ?? {};
-  return (
-    Number(a.ApproximateNumberOfMessages ?? 0) +
-    Number(a.ApproximateNumberOfMessagesNotVisible ?? 0) +
-    Number(a.ApproximateNumberOfMessagesDelayed ?? 0)
-  );
+  return {
+    waiting: Number(a.ApproximateNumberOfMessages ?? 0),
+    inFlight: Number(a.ApproximateNumberOfMessagesNotVisible ?? 0),
+    delayed: Number(a.ApproximateNumberOfMessagesDelayed ?? 0),
+  };
+}
+
+/** Messages in a queue: visible, in flight and delayed. */
+export async function queueDepth(queueUrl: string): Promise<number> {
+  const c = await queueCounts(queueUrl);
+  return c.waiting + c.inFlight + c.delayed;
 }
 
 /** Sends many messages, ten per SendMessageBatch call (SQS's limit), a few calls at a time. */
