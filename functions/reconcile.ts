@@ -27,6 +27,7 @@ export async function reconcileStages(): Promise<ReconcileReport> {
       region: runtimeConfig.region,
       list: listObjects,
       getJson,
+      head: headObject,
       putJson,
       // No warehouse yet: nothing is loaded — unless an earlier release's single file is there, which
       // the writer adopts with its next batch; until then the ledger checks wait.

@@ -11,10 +11,9 @@ import {
   FACTORY_ID,
   MANIFESTS_PREFIX,
   manifestKeyOf,
-  NORMALIZED_PREFIX,
   parseDataKey,
 } from '../functions/contracts/keys.js';
-import { type Manifest, manifestSchema } from '../functions/contracts/manifest.js';
+import { type Manifest, manifestSchema, normalizedOutputs } from '../functions/contracts/manifest.js';
 import { deduplicationId, WAREHOUSE_GROUP, type WarehouseMessage } from '../functions/contracts/messages.js';
 import { fromMetadata } from '../functions/contracts/provenance.js';
 import {
@@ -201,8 +200,6 @@ async function* listRaw(bucket: string, prefix: string) {
   yield* (await store()).listObjects(bucket, prefix);
 }
 
-const normalizedOutputs = (m: Manifest) => m.outputs.filter((k) => k.startsWith(NORMALIZED_PREFIX));
-
 /** The messages for one raw object, from `step` on; a reason instead when it cannot start there. */
 async function plan(
   target: Target,
@@ -243,18 +240,19 @@ async function plan(
   const normalized = normalizedOutputs(manifest);
   const enriched = normalized.map((k) => enrichedKey(k));
   if (step === 'enrich') {
-    const out: Outgoing[] = [];
     for (const key of normalized) {
-      const o = await head(buckets.lake, key);
-      if (!o) return { reason: `${key} is missing from the lake: use --step etl` };
-      out.push(...notice('lake', key, o));
+      if (!(await head(buckets.lake, key)))
+        return { reason: `${key} is missing from the lake: use --step etl` };
     }
-    // The manifest too: the warehouse then records the file, whatever it had of it.
-    out.push(...notice('lake', manifestKey, current));
-    return { planned: { raw, sent: [...normalized, manifestKey], manifestKey, enriched }, out };
+    // Enrich works per file, from its manifest: the one event enriches every normalized object of the
+    // file, and the warehouse then loads them and records the file in one commit.
+    return {
+      planned: { raw, sent: [manifestKey], manifestKey, enriched },
+      out: notice('lake', manifestKey, current),
+    };
   }
   // warehouse: the enriched objects and the manifest, as enrich announces them, marked to load again.
-  const messages: WarehouseMessage[] = [
+  const messages: Exclude<WarehouseMessage, { kind: 'files' }>[] = [
     { kind: 'manifest', bucket: buckets.lake, key: manifestKey, eTag: current.eTag, reprocess: run },
   ];
   for (const key of enriched) {

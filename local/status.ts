@@ -168,6 +168,7 @@ export async function collectStatus(
       region: target.region,
       list,
       getJson,
+      head: headObject,
       putJson: readOnly,
       send: readOnly,
       queueDepth: readOnly,

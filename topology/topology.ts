@@ -61,14 +61,9 @@ export const topology = {
   } satisfies Record<QueueName, QueueSpec>,
   notifications: [
     { bucket: 'raw', queue: 'etl', events: ['s3:ObjectCreated:*'], filter: {} },
-    // Normalized Parquet to enrich; manifests too, so the warehouse records every file (rejects,
-    // quarantined files) and not only those that produced rows.
-    {
-      bucket: 'lake',
-      queue: 'enrich',
-      events: ['s3:ObjectCreated:*'],
-      filter: { prefix: 'normalized/', suffix: '.parquet' },
-    },
+    // One event per raw file: its ETL manifest, written last, names every normalized object the file
+    // made (enrich does them all in one pass, and the warehouse loads them in one commit), and files
+    // with no rows (all rejected, quarantined) reach the warehouse's accounting the same way.
     {
       bucket: 'lake',
       queue: 'enrich',

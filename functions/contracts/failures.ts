@@ -54,6 +54,14 @@ export function describeMessage(body: string): MessageAbout {
   const warehouse = warehouseMessageSchema.safeParse(value);
   if (warehouse.success) {
     const m = warehouse.data;
+    if (m.kind === 'files') {
+      const objects = m.files.map((f) => ({ bucket: f.bucket, key: f.key, eTag: f.eTag }));
+      const first = `s3://${objects[0]!.bucket}/${objects[0]!.key}`;
+      return {
+        objects,
+        summary: `files ${first}${objects.length > 1 ? ` (+${objects.length - 1} more)` : ''}`,
+      };
+    }
     return {
       objects: [{ bucket: m.bucket, key: m.key, eTag: m.eTag }],
       summary: `${m.kind} s3://${m.bucket}/${m.key}${m.kind === 'data' ? ` (from ${m.sourceKey})` : ''}`,

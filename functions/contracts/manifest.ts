@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { enrichedKey, NORMALIZED_PREFIX } from './keys.js';
 import { reprocessSchema } from './reprocess.js';
 
 /** The per-file record the ETL writes last: the proof a file was processed, and its accounting. */
@@ -45,3 +46,13 @@ export const manifestSchema = z.object({
 });
 
 export type Manifest = z.infer<typeof manifestSchema>;
+
+/** The normalized data objects a manifest's run made (its other outputs are rejects). */
+export function normalizedOutputs(m: Pick<Manifest, 'outputs'>): string[] {
+  return m.outputs.filter((k) => k.startsWith(NORMALIZED_PREFIX));
+}
+
+/** The enriched objects a manifest's run leads to: one per normalized output, under the same name. */
+export function enrichedOutputs(m: Pick<Manifest, 'outputs'>): string[] {
+  return normalizedOutputs(m).map((k) => enrichedKey(k));
+}

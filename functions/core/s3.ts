@@ -157,9 +157,17 @@ export async function putJson(bucket: string, key: string, value: unknown): Prom
 
 /** Reads a JSON object; `undefined` when it does not exist. */
 export async function getJson(bucket: string, key: string): Promise<unknown> {
+  return (await getObjectJson(bucket, key))?.value;
+}
+
+/** A JSON object and the ETag of the version read; `undefined` when there is no such object. */
+export async function getObjectJson(
+  bucket: string,
+  key: string,
+): Promise<{ value: unknown; eTag: string } | undefined> {
   try {
     const res = await s3().send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    return JSON.parse(await res.Body!.transformToString('utf8'));
+    return { value: JSON.parse(await res.Body!.transformToString('utf8')), eTag: stripETag(res.ETag) };
   } catch (err) {
     if (isNotFound(err)) return undefined;
     throw err;

@@ -4,7 +4,7 @@ import {
   SendMessageCommand,
   SQSClient,
 } from '@aws-sdk/client-sqs';
-import { deduplicationId, WAREHOUSE_GROUP, type WarehouseMessage } from '../contracts/messages.js';
+import { messageDeduplicationId, WAREHOUSE_GROUP, type WarehouseMessage } from '../contracts/messages.js';
 import { forEachConcurrent } from './concurrency.js';
 import { runtimeConfig } from './config.js';
 
@@ -19,20 +19,20 @@ export function sqs(): SQSClient {
 }
 
 /**
- * Sends one message to the warehouse FIFO queue (single group ⇒ one writer, in order); `trigger` is the
- * id of the message that caused it (see `deduplicationId`).
+ * Sends one message to the warehouse FIFO queue (single group ⇒ one writer, in order); `triggers` are
+ * the ids of the messages that caused it (see `deduplicationId`).
  */
 export async function sendToWarehouse(
   queueUrl: string,
   message: WarehouseMessage,
-  trigger: string,
+  triggers: readonly string[],
 ): Promise<void> {
   await sqs().send(
     new SendMessageCommand({
       QueueUrl: queueUrl,
       MessageBody: JSON.stringify(message),
       MessageGroupId: WAREHOUSE_GROUP,
-      MessageDeduplicationId: deduplicationId(message.key, message.eTag, trigger),
+      MessageDeduplicationId: messageDeduplicationId(message, triggers),
     }),
   );
 }

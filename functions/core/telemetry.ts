@@ -158,19 +158,19 @@ export function objectEnriched(
   key: string,
 ): void {
   const { factory } = stats;
-  metrics.files.inc({
-    stage: 'enrich',
-    factory,
-    outcome: stats.table === 'manifest' ? 'forwarded' : 'enriched',
-  });
-  if (stats.table !== 'manifest') {
-    metrics.rows.inc({ stage: 'enrich', factory, table: stats.table }, stats.rows);
-    metrics.enrichUnknown.inc({ factory, kind: 'device' }, stats.unknownDevices);
-    metrics.enrichUnknown.inc({ factory, kind: 'code' }, stats.unknownCodes);
-    metrics.anomalies.inc({ factory }, stats.anomalies);
-    metrics.stageDuration.observe({ stage: 'enrich' }, stats.seconds);
-  }
-  logger.info({ stage: 'enrich', key, ...stats }, `enrich ${stats.table} s3://lake/${key}`);
+  metrics.files.inc({ stage: 'enrich', factory, outcome: 'enriched' });
+  metrics.rows.inc({ stage: 'enrich', factory, table: stats.table }, stats.rows);
+  metrics.enrichUnknown.inc({ factory, kind: 'device' }, stats.unknownDevices);
+  metrics.enrichUnknown.inc({ factory, kind: 'code' }, stats.unknownCodes);
+  metrics.anomalies.inc({ factory }, stats.anomalies);
+  metrics.stageDuration.observe({ stage: 'enrich' }, stats.seconds);
+  logger.info({ stage: 'enrich', key, ...stats }, `enrich ${stats.table} of s3://lake/${key}`);
+}
+
+/** A file handed on to the warehouse (with or without data to enrich). */
+export function fileForwarded(manifestKey: string): void {
+  const factory = /^manifests\/factory=([^/]+)\//.exec(manifestKey)?.[1] ?? 'unknown';
+  metrics.files.inc({ stage: 'enrich', factory, outcome: 'forwarded' });
 }
 
 /** The warehouse loaded a batch. */

@@ -2,10 +2,12 @@ import type { QueueName } from '../../topology/topology.js';
 import {
   ENRICHED_PREFIX,
   MANIFESTS_PREFIX,
+  manifestKeyOf,
   NORMALIZED_PREFIX,
   RECONCILER_STATE_KEY,
 } from '../contracts/keys.js';
 import { manifestSchema } from '../contracts/manifest.js';
+import { fromMetadata } from '../contracts/provenance.js';
 import { forEachConcurrent } from '../core/concurrency.js';
 import { objectCreatedMessages } from '../core/notify.js';
 import type { ListedObject } from '../core/s3.js';
@@ -26,6 +28,8 @@ export interface ReconcileDeps {
   region: string;
   list(bucket: string, prefix: string): AsyncIterable<ListedObject>;
   getJson(bucket: string, key: string): Promise<unknown>;
+  /** An object's metadata (a normalized object's provenance names its raw file, hence its manifest). */
+  head(bucket: string, key: string): Promise<{ metadata: Record<string, string> } | undefined>;
   putJson(bucket: string, key: string, value: unknown): Promise<unknown>;
   /** The warehouse ledger (empty before the first batch; `undefined` while it cannot be read yet). */
   ledger(): Promise<Inventory['ledger']>;
@@ -96,6 +100,40 @@ async function loadState(deps: ReconcileDeps): Promise<ReconcilerState> {
 }
 
 /**
+ * Enrich works per raw file, from its manifest: a normalized object missing its enriched object (or
+ * whose enriched object is not loaded) is sent again as its file's manifest, found through the
+ * object's provenance — once per file however many of its objects miss.
+ */
+async function throughManifests(
+  deps: ReconcileDeps,
+  inventory: Inventory,
+  emissions: Plan['emit'],
+): Promise<Plan['emit']> {
+  const out: Plan['emit'] = [];
+  const seen = new Set<string>();
+  for (const e of emissions) {
+    if (e.bucket === 'lake' && e.object.key.startsWith(NORMALIZED_PREFIX)) {
+      const head = await deps.head(deps.buckets.lake, e.object.key);
+      let manifest: ListedObject | undefined;
+      try {
+        const p = head && fromMetadata(head.metadata);
+        manifest = p ? inventory.manifests.get(manifestKeyOf(p.sourceBucket, p.sourceKey)) : undefined;
+      } catch {
+        manifest = undefined;
+      }
+      // No provenance or no manifest: the raw ↔ manifest check sends the raw file to the ETL instead.
+      if (!manifest || seen.has(manifest.key)) continue;
+      seen.add(manifest.key);
+      out.push({ ...e, object: manifest });
+    } else if (!seen.has(e.object.key)) {
+      seen.add(e.object.key);
+      out.push(e);
+    }
+  }
+  return out;
+}
+
+/**
  * One reconciliation: compare what exists at every stage (raw objects ↔ ETL manifests ↔ normalized
  * and enriched lake objects ↔ the warehouse ledger) and send again the ObjectCreated event of each
  * object whose next stage is missing, to the queue the topology routes it to — the same message S3
@@ -119,7 +157,7 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
     busyQueues: new Set(stages.filter((_, i) => depths[i]! > 0)),
   });
   const bodies = new Map<QueueName, string[]>();
-  for (const e of plan.emit) {
+  for (const e of await throughManifests(deps, inventory, plan.emit)) {
     const messages = objectCreatedMessages({
       bucket: e.bucket,
       physicalBucket: deps.buckets[e.bucket],

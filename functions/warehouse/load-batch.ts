@@ -10,18 +10,22 @@ import {
   LEGACY_KEY,
   NORMALIZED_PREFIX,
   newBaseKey,
+  parseDataKey,
 } from '../contracts/keys.js';
-import { type Manifest, manifestSchema } from '../contracts/manifest.js';
-import type { WarehouseMessage } from '../contracts/messages.js';
-import { DATA_TABLES, type DataTable } from '../contracts/tables.js';
+import { enrichedOutputs, type Manifest, manifestSchema } from '../contracts/manifest.js';
+import type { WarehouseFile as FileEntry, WarehouseMessage } from '../contracts/messages.js';
+import { DATA_TABLES, type DataTable, isDataTable } from '../contracts/tables.js';
+import { forEachConcurrent } from '../core/concurrency.js';
 import { sqlString } from '../core/duckdb.js';
 import { logger } from '../core/logger.js';
 import type { Reference } from '../core/reference-store.js';
 import { appendReference } from '../core/reference-tables.js';
 import {
   deleteObject,
+  downloadIfChanged,
   downloadToFile,
   getJson,
+  getObjectJson,
   headObject,
   isNotFound,
   listKeys,
@@ -160,127 +164,444 @@ async function apply(
   stats: BatchStats,
 ): Promise<void> {
   await c.run('CREATE OR REPLACE TEMP TABLE touched (factory VARCHAR, device VARCHAR, metric VARCHAR)');
+  // The files of consecutive `files` messages are applied together (one statement per table for all of
+  // them); a `data` or `manifest` message in between is applied in its place, after the files before it.
+  let files: FileEntry[] = [];
+  const flush = async () => {
+    if (files.length > 0)
+      await applyFiles(c, files, join(work, `files-${stats.objects + stats.skipped}`), stats);
+    files = [];
+  };
   for (const [i, m] of messages.entries()) {
-    const existing = await scalar(c, 'SELECT etag FROM ledger WHERE lake_key = $k', { k: m.key });
-    // A reprocess run (`reprocess --step warehouse`) loads the object again all the same.
-    if (existing === m.eTag && !m.reprocess) {
+    if (m.kind === 'files') {
+      files.push(...m.files);
+      continue;
+    }
+    await flush();
+    const dir = join(work, String(i));
+    await mkdir(dir);
+    if (m.kind === 'data') await applyData(c, m, dir, stats);
+    else {
+      const manifest = manifestSchema.parse(await getJson(m.bucket, m.key));
+      await applyManifest(c, { ...m, manifest }, dir, stats);
+    }
+  }
+  await flush();
+}
+
+/** The ETag of the version of a lake object the ledger holds. */
+async function ledgerETag(c: DuckDBConnection, key: string): Promise<string | undefined> {
+  return (await scalar(c, 'SELECT etag FROM ledger WHERE lake_key = $k', { k: key })) as string | undefined;
+}
+
+/** Downloads and conditional GETs: this many lake objects at once (a batch of files has hundreds). */
+const IO_CONCURRENCY = 8;
+
+/** A temp table of VARCHAR columns, filled by the appender (no SQL built from the values). */
+async function tempTable(c: DuckDBConnection, name: string, columns: string[], rows: string[][]) {
+  await c.run(`CREATE OR REPLACE TEMP TABLE ${name} (${columns.map((col) => `${col} VARCHAR`).join(', ')})`);
+  const appender = await c.createAppender(name, 'main', 'temp');
+  for (const row of rows) {
+    for (const v of row) appender.appendVarchar(v);
+    appender.endRow();
+  }
+  appender.closeSync();
+}
+
+const parquetList = (paths: readonly string[]) => `[${paths.map((p) => sqlString(p)).join(', ')}]`;
+
+/** Rows per file, from the Parquet footers (a file with no rows has no row group: 0). */
+const footerRows = (list: string) =>
+  `SELECT file_name, sum(row_group_num_rows) AS n FROM (SELECT DISTINCT file_name, row_group_id, row_group_num_rows FROM parquet_metadata(${list})) GROUP BY 1`;
+
+interface FileWork {
+  entry: FileEntry;
+  eTag: string;
+  manifest: Manifest;
+  /** The ledger's rows of this raw version: lake key → [ETag, kind]. */
+  loaded: Map<string, [string, string]>;
+}
+
+/**
+ * The files of a batch (`files` entries): each manifest as the lake holds it now, every enriched object
+ * its run made whose version the ledger does not hold yet (a conditional GET each: one loaded before
+ * answers 304), then each manifest's accounting and rejects. The statements are per batch, not per file
+ * — one ledger read, one INSERT per table, one for manifests, rejects and their ledger rows — so a commit
+ * of a hundred files costs a few statements more than a commit of one. Per file only what is rare: a
+ * newer version replacing an older one's rows, an object that a run no longer makes.
+ */
+async function applyFiles(c: DuckDBConnection, entries: FileEntry[], dir: string, stats: BatchStats) {
+  await mkdir(dir, { recursive: true });
+  // One entry per manifest: each reads what the lake holds now, so a repeat adds nothing but a reprocess mark.
+  const unique = new Map<string, FileEntry>();
+  for (const e of entries) {
+    const id = `${e.bucket}\u0000${e.key}`;
+    const seen = unique.get(id);
+    unique.set(id, seen && !e.reprocess ? { ...e, reprocess: seen.reprocess } : e);
+    if (seen) stats.skipped++;
+  }
+  const list = [...unique.values()];
+  const read: (Awaited<ReturnType<typeof getObjectJson>> | undefined)[] = new Array(list.length);
+  await forEachConcurrent(list, IO_CONCURRENCY, async (e, i) => {
+    read[i] = await getObjectJson(e.bucket, e.key);
+  });
+  const candidates: Omit<FileWork, 'loaded'>[] = [];
+  for (const [i, entry] of list.entries()) {
+    const current = read[i];
+    if (!current) {
+      // Gone (its raw file deleted meanwhile): nothing can load.
+      logger.info({ lake_key: entry.key }, 'manifest gone; file not loaded');
       stats.skipped++;
       continue;
     }
-    const path = join(work, `${i}.${m.kind === 'manifest' ? 'json' : 'parquet'}`);
-    if (m.kind === 'data') {
-      if ((await supersede(c, m.sourceKey, m.sourceETag, m.rawCreatedAt)) === 'stale') {
-        stats.skipped++;
-        continue;
-      }
-      let eTag: string;
-      try {
-        // The object as it is now: rewritten since the message was sent (a reprocess run), it is the
-        // newer version that loads, under its own ETag — and that version's message is then skipped.
-        eTag = (await downloadToFile(m.bucket, m.key, path)).eTag;
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-        // Gone: a later run of its raw file no longer makes it (that run's manifest removes its rows).
-        logger.info({ lake_key: m.key }, 'lake object gone; not loaded');
-        stats.skipped++;
-        continue;
-      }
-      if (eTag === existing && !m.reprocess) {
-        stats.skipped++;
-        continue;
-      }
-      // Rows of an earlier version of this lake object exist only if the ledger has it (both are
-      // written in one transaction): only then is the table scanned for them.
-      if (existing !== undefined) {
-        await removeRows(c, m.table, 'lake_key = $k', { k: m.key });
-        await removeRows(c, 'ledger', 'lake_key = $k', { k: m.key });
-      }
-      // By name, never by position: Parquet from before a column was declared lacks it (NULL here),
-      // and the table's columns are in the order they were added, not necessarily the file's.
-      const rows = (
-        await c.run(
-          `INSERT INTO added.${m.table} BY NAME SELECT *, $k AS lake_key FROM read_parquet(${sqlString(path)})`,
-          { k: m.key },
-        )
-      ).rowsChanged;
-      if (m.table === 'readings') {
-        await c.run(
-          `INSERT INTO touched SELECT DISTINCT factory, device, metric FROM read_parquet(${sqlString(path)})`,
-        );
-      }
-      await c.run(
-        `INSERT INTO added.ledger (${LEDGER_COLUMNS}) VALUES ($k, $e, $kind, $sk, $se, CAST($created AS TIMESTAMPTZ), ${rows}, CAST($enriched AS TIMESTAMPTZ), now())`,
-        {
-          k: m.key,
-          e: eTag,
-          kind: m.table,
-          sk: m.sourceKey,
-          se: m.sourceETag,
-          created: m.rawCreatedAt,
-          enriched: m.enrichedAt,
-        },
-      );
-      stats.rows[m.table] = (stats.rows[m.table] ?? 0) + rows;
-      stats.lagSeconds.push(Date.parse(m.rawCreatedAt));
-      stats.objects++;
-    } else {
-      const manifest = manifestSchema.parse(await getJson(m.bucket, m.key));
-      const { source } = manifest;
-      if ((await supersede(c, source.key, source.eTag, source.createdAt)) === 'stale') {
-        stats.skipped++;
-        continue;
-      }
-      await removeRows(c, 'manifests', 'source_key = $k', { k: source.key });
-      await c.run(
-        `INSERT INTO added.manifests (${MANIFEST_COLUMNS}) VALUES ($sk, $se, $factory, $status, $format, $table, ${manifest.bytes},
-          ${manifest.lines.total}, ${manifest.lines.loaded}, ${manifest.lines.rejected}, ${manifest.lines.blank}, ${manifest.lines.header},
-          ${manifest.rows.readings}, ${manifest.rows.events}, $reason, CAST($created AS TIMESTAMPTZ),
-          CAST($started AS TIMESTAMPTZ), CAST($finished AS TIMESTAMPTZ), ${manifest.seconds}, $mk)`,
-        {
-          sk: source.key,
-          se: source.eTag,
-          factory: manifest.factory,
-          status: manifest.status,
-          format: manifest.format ?? '',
-          table: manifest.table ?? '',
-          reason: manifest.quarantine?.reason ?? '',
-          created: source.createdAt,
-          started: manifest.startedAt,
-          finished: manifest.finishedAt,
-          mk: m.key,
-        },
-      );
-      // A manifest of this raw file loaded before (a new version, or a run again): its rejects go, as
-      // the run described now may have other rejects files, or none. Otherwise a rejects file can only
-      // be in the warehouse under its own key.
-      if (existing !== undefined) {
-        await removeRows(c, 'rejects', 'source_key = $k AND source_etag = $e', {
-          k: source.key,
-          e: source.eTag,
-        });
-      }
-      await removeUnmade(c, m.bucket, manifest);
-      let rejects = 0;
-      for (const [j, key] of manifest.outputs.filter((k) => isRejectsKey(k)).entries()) {
-        const rpath = join(work, `${i}-${j}.parquet`);
-        await downloadToFile(m.bucket, key, rpath);
-        if (existing === undefined) await removeRows(c, 'rejects', 'lake_key = $k', { k: key });
-        // By name, as the data tables: rejects from an earlier ETL lack the columns declared since.
-        const inserted = await c.run(
-          `INSERT INTO added.rejects BY NAME SELECT *, $se AS source_etag, $k AS lake_key FROM read_parquet(${sqlString(rpath)})`,
-          { k: key, se: source.eTag },
-        );
-        rejects += inserted.rowsChanged;
-      }
-      await removeRows(c, 'ledger', 'lake_key = $k', { k: m.key });
-      await c.run(
-        `INSERT INTO added.ledger (${LEDGER_COLUMNS}) VALUES ($k, $e, 'manifest', $sk, $se, CAST($created AS TIMESTAMPTZ), ${rejects}, NULL, now())`,
-        { k: m.key, e: m.eTag, sk: source.key, se: source.eTag, created: source.createdAt },
-      );
-      stats.rows.rejects = (stats.rows.rejects ?? 0) + rejects;
-      stats.objects++;
-    }
+    candidates.push({ entry, eTag: current.eTag, manifest: manifestSchema.parse(current.value) });
   }
+  // The ledger rows of all these raw files, in one read.
+  await tempTable(
+    c,
+    'batch_sources',
+    ['source_key'],
+    candidates.map((f) => [f.manifest.source.key]),
+  );
+  const ledgerRows = (
+    await c.runAndReadAll(
+      `SELECT lake_key, etag, kind, source_key, source_etag, epoch_ms(raw_created_at) FROM ledger
+       WHERE source_key IN (SELECT source_key FROM batch_sources)`,
+    )
+  ).getRows() as [string, string, string, string, string, bigint | number][];
+  const files: FileWork[] = [];
+  for (const f of candidates) {
+    const { source } = f.manifest;
+    const rows = ledgerRows.filter((r) => r[3] === source.key);
+    // Older versions of a raw file are replaced by newer ones; a late message for an older one is stale.
+    if (rows.some((r) => r[4] !== source.eTag && Number(r[5]) > Date.parse(source.createdAt))) {
+      stats.skipped++;
+      continue;
+    }
+    if (rows.some((r) => r[4] !== source.eTag)) {
+      for (const t of ['readings', 'events', 'rejects', 'ledger', 'manifests'] as const) {
+        await removeRows(c, t, 'source_key = $k AND source_etag <> $e', { k: source.key, e: source.eTag });
+      }
+    }
+    const loaded = new Map(
+      rows.filter((r) => r[4] === source.eTag).map((r): [string, [string, string]] => [r[0], [r[1], r[2]]]),
+    );
+    files.push({ ...f, loaded });
+  }
+
+  // Data objects: those whose version the ledger lacks (or all, for a reprocess run).
+  const wanted = files.flatMap((f) => enrichedOutputs(f.manifest).map((key) => ({ f, key })));
+  const fetched: ({ f: FileWork; key: string; path: string; eTag: string; replaces: boolean } | undefined)[] =
+    new Array(wanted.length);
+  await forEachConcurrent(wanted, IO_CONCURRENCY, async ({ f, key }, n) => {
+    const existing = f.loaded.get(key)?.[0];
+    const path = join(dir, `${n}.parquet`);
+    const eTag = await downloadIfChanged(f.entry.bucket, key, path, f.entry.reprocess ? undefined : existing);
+    if (eTag === undefined) {
+      // Not there: a later run of the raw file no longer makes it (that run's manifest removes its
+      // rows), or enrich has not written it — the reconciler finds that and sends the manifest again.
+      logger.info({ lake_key: key }, 'enriched object missing; not loaded');
+      stats.skipped++;
+    } else if (eTag === existing && !f.entry.reprocess) {
+      stats.skipped++;
+    } else {
+      fetched[n] = { f, key, path, eTag, replaces: existing !== undefined };
+    }
+  });
+  for (const table of DATA_TABLES) {
+    const objects = fetched.filter(
+      (o) => o !== undefined && parseDataKey(o.key)?.table === table,
+    ) as NonNullable<(typeof fetched)[number]>[];
+    if (objects.length === 0) continue;
+    // Rows of an earlier version of an object exist only if the ledger has it (both are written in one
+    // transaction): only then is the table scanned for them.
+    for (const o of objects.filter((x) => x.replaces)) {
+      await removeRows(c, table, 'lake_key = $k', { k: o.key });
+      await removeRows(c, 'ledger', 'lake_key = $k', { k: o.key });
+    }
+    await tempTable(
+      c,
+      'incoming',
+      ['path', 'lake_key', 'etag', 'source_key', 'source_etag', 'raw_created_at', 'enriched_at'],
+      objects.map((o) => {
+        const { source } = o.f.manifest;
+        return [o.path, o.key, o.eTag, source.key, source.eTag, source.createdAt, o.f.entry.enrichedAt];
+      }),
+    );
+    const paths = parquetList(objects.map((o) => o.path));
+    // By name, never by position: Parquet from before a column was declared lacks it (NULL here),
+    // and the table's columns are in the order they were added, not necessarily the file's.
+    const rows = (
+      await c.run(`INSERT INTO added.${table} BY NAME
+        SELECT s.* EXCLUDE (filename), i.lake_key
+        FROM read_parquet(${paths}, filename = true, union_by_name = true) s JOIN incoming i ON i.path = s.filename`)
+    ).rowsChanged;
+    if (table === 'readings') {
+      await c.run(
+        `INSERT INTO touched SELECT DISTINCT factory, device, metric FROM read_parquet(${paths}, union_by_name = true)`,
+      );
+    }
+    await c.run(
+      `INSERT INTO added.ledger (${LEDGER_COLUMNS})
+       SELECT i.lake_key, i.etag, '${table}', i.source_key, i.source_etag, CAST(i.raw_created_at AS TIMESTAMPTZ),
+         coalesce(m.n, 0), CAST(i.enriched_at AS TIMESTAMPTZ), now()
+       FROM incoming i LEFT JOIN (${footerRows(paths)}) m ON m.file_name = i.path`,
+    );
+    stats.rows[table] = (stats.rows[table] ?? 0) + rows;
+    for (const o of objects) stats.lagSeconds.push(Date.parse(o.f.manifest.source.createdAt));
+    stats.objects += objects.length;
+  }
+
+  // Manifests: those whose version the ledger lacks (or all, for a reprocess run).
+  const recording = files.filter((f) => {
+    const keep = f.loaded.get(f.entry.key)?.[0] !== f.eTag || f.entry.reprocess !== undefined;
+    if (!keep) stats.skipped++;
+    return keep;
+  });
+  if (recording.length === 0) return;
+  await tempTable(
+    c,
+    'mf',
+    ['manifest_key', 'manifest_etag', 'source_key', 'source_etag', 'raw_created_at', 'had_manifest'],
+    recording.map((f) => [
+      f.entry.key,
+      f.eTag,
+      f.manifest.source.key,
+      f.manifest.source.eTag,
+      f.manifest.source.createdAt,
+      f.loaded.has(f.entry.key) ? 'y' : 'n',
+    ]),
+  );
+  await removeRows(c, 'manifests', 'source_key IN (SELECT source_key FROM mf)');
+  // A manifest of this raw version loaded before (a run again): its rejects go, as the run described
+  // now may have other rejects files, or none. Otherwise a rejects file can only be in the warehouse
+  // under its own key.
+  await removeRows(
+    c,
+    'rejects',
+    "source_key || chr(0) || source_etag IN (SELECT source_key || chr(0) || source_etag FROM mf WHERE had_manifest = 'y')",
+  );
+  for (const f of recording) await removeUnmadeFrom(c, f);
+  const rejects = recording.flatMap((f) =>
+    f.manifest.outputs.filter((k) => isRejectsKey(k)).map((key) => ({ f, key })),
+  );
+  const rejectPaths = rejects.map((_, j) => join(dir, `rejects-${j}.parquet`));
+  await forEachConcurrent(rejects, IO_CONCURRENCY, async ({ f, key }, j) => {
+    await downloadToFile(f.entry.bucket, key, rejectPaths[j]!);
+  });
+  await tempTable(
+    c,
+    'rj',
+    ['path', 'lake_key', 'manifest_key', 'source_etag', 'had_manifest'],
+    rejects.map(({ f, key }, j) => [
+      rejectPaths[j]!,
+      key,
+      f.entry.key,
+      f.manifest.source.eTag,
+      f.loaded.has(f.entry.key) ? 'y' : 'n',
+    ]),
+  );
+  let rejectCounts = 'SELECT NULL::VARCHAR AS manifest_key, 0 AS n WHERE false';
+  if (rejects.length > 0) {
+    const paths = parquetList(rejectPaths);
+    await removeRows(c, 'rejects', "lake_key IN (SELECT lake_key FROM rj WHERE had_manifest = 'n')");
+    // By name, as the data tables: rejects from an earlier ETL lack the columns declared since.
+    const inserted = await c.run(
+      `INSERT INTO added.rejects BY NAME SELECT s.* EXCLUDE (filename), r.source_etag, r.lake_key
+       FROM read_parquet(${paths}, filename = true, union_by_name = true) s JOIN rj r ON r.path = s.filename`,
+    );
+    stats.rows.rejects = (stats.rows.rejects ?? 0) + inserted.rowsChanged;
+    rejectCounts = `SELECT r.manifest_key, sum(m.n) AS n FROM rj r JOIN (${footerRows(paths)}) m ON m.file_name = r.path GROUP BY 1`;
+  }
+  await insertManifestRows(c, recording);
+  await removeRows(c, 'ledger', 'lake_key IN (SELECT manifest_key FROM mf)');
+  await c.run(
+    `INSERT INTO added.ledger (${LEDGER_COLUMNS})
+     SELECT k.manifest_key, k.manifest_etag, 'manifest', k.source_key, k.source_etag,
+       CAST(k.raw_created_at AS TIMESTAMPTZ), coalesce(r.n, 0), NULL, now()
+     FROM mf k LEFT JOIN (${rejectCounts}) r USING (manifest_key)`,
+  );
+  stats.objects += recording.length;
+}
+
+/** `manifests` rows of the files, in one INSERT (values bound, numbers from the validated manifests). */
+async function insertManifestRows(c: DuckDBConnection, files: FileWork[]): Promise<void> {
+  const values: Record<string, string> = {};
+  const tuples = files.map((f, i) => {
+    const m = f.manifest;
+    Object.assign(values, {
+      [`sk${i}`]: m.source.key,
+      [`se${i}`]: m.source.eTag,
+      [`fa${i}`]: m.factory,
+      [`st${i}`]: m.status,
+      [`fo${i}`]: m.format ?? '',
+      [`ta${i}`]: m.table ?? '',
+      [`re${i}`]: m.quarantine?.reason ?? '',
+      [`cr${i}`]: m.source.createdAt,
+      [`sa${i}`]: m.startedAt,
+      [`fi${i}`]: m.finishedAt,
+      [`mk${i}`]: f.entry.key,
+    });
+    return `($sk${i}, $se${i}, $fa${i}, $st${i}, $fo${i}, $ta${i}, ${m.bytes}, ${m.lines.total}, ${m.lines.loaded},
+      ${m.lines.rejected}, ${m.lines.blank}, ${m.lines.header}, ${m.rows.readings}, ${m.rows.events}, $re${i},
+      CAST($cr${i} AS TIMESTAMPTZ), CAST($sa${i} AS TIMESTAMPTZ), CAST($fi${i} AS TIMESTAMPTZ), ${m.seconds}, $mk${i})`;
+  });
+  await c.run(`INSERT INTO added.manifests (${MANIFEST_COLUMNS}) VALUES ${tuples.join(',\n')}`, values);
+}
+
+/**
+ * Rows of data objects that an earlier run of this raw version made and the run the manifest describes
+ * did not (see `removeUnmade`), found in the ledger rows already read for the batch.
+ */
+async function removeUnmadeFrom(c: DuckDBConnection, f: FileWork): Promise<void> {
+  const made = new Set(enrichedOutputs(f.manifest));
+  for (const [key, [, kind]] of f.loaded) {
+    if (!isDataTable(kind) || made.has(key) || (await headObject(f.entry.bucket, key))) continue;
+    await removeRows(c, kind, 'lake_key = $k', { k: key });
+    await removeRows(c, 'ledger', 'lake_key = $k', { k: key });
+    logger.info(
+      { lake_key: key, source_key: f.manifest.source.key },
+      'rows of an object no longer made removed',
+    );
+  }
+}
+
+/** One enriched object (a `data` message: `reprocess --step warehouse`, or queued by an earlier release). */
+async function applyData(
+  c: DuckDBConnection,
+  m: Extract<WarehouseMessage, { kind: 'data' }>,
+  dir: string,
+  stats: BatchStats,
+): Promise<void> {
+  const existing = await ledgerETag(c, m.key);
+  // A reprocess run (`reprocess --step warehouse`) loads the object again all the same.
+  if (existing === m.eTag && !m.reprocess) {
+    stats.skipped++;
+    return;
+  }
+  if ((await supersede(c, m.sourceKey, m.sourceETag, m.rawCreatedAt)) === 'stale') {
+    stats.skipped++;
+    return;
+  }
+  const path = join(dir, 'data.parquet');
+  let eTag: string;
+  try {
+    // The object as it is now: rewritten since the message was sent (a reprocess run), it is the
+    // newer version that loads, under its own ETag — and that version's message is then skipped.
+    eTag = (await downloadToFile(m.bucket, m.key, path)).eTag;
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    // Gone: a later run of its raw file no longer makes it (that run's manifest removes its rows).
+    logger.info({ lake_key: m.key }, 'lake object gone; not loaded');
+    stats.skipped++;
+    return;
+  }
+  if (eTag === existing && !m.reprocess) {
+    stats.skipped++;
+    return;
+  }
+  if (existing !== undefined) {
+    await removeRows(c, m.table, 'lake_key = $k', { k: m.key });
+    await removeRows(c, 'ledger', 'lake_key = $k', { k: m.key });
+  }
+  const rows = (
+    await c.run(
+      `INSERT INTO added.${m.table} BY NAME SELECT *, $k AS lake_key FROM read_parquet(${sqlString(path)})`,
+      { k: m.key },
+    )
+  ).rowsChanged;
+  if (m.table === 'readings') {
+    await c.run(
+      `INSERT INTO touched SELECT DISTINCT factory, device, metric FROM read_parquet(${sqlString(path)})`,
+    );
+  }
+  await c.run(
+    `INSERT INTO added.ledger (${LEDGER_COLUMNS}) VALUES ($k, $e, $kind, $sk, $se, CAST($created AS TIMESTAMPTZ), ${rows}, CAST($enriched AS TIMESTAMPTZ), now())`,
+    {
+      k: m.key,
+      e: eTag,
+      kind: m.table,
+      sk: m.sourceKey,
+      se: m.sourceETag,
+      created: m.rawCreatedAt,
+      enriched: m.enrichedAt,
+    },
+  );
+  stats.rows[m.table] = (stats.rows[m.table] ?? 0) + rows;
+  stats.lagSeconds.push(Date.parse(m.rawCreatedAt));
+  stats.objects++;
+}
+
+/**
+ * A manifest: the file's row in `manifests`, its rejects, and what an earlier run of the same raw
+ * version made that this run did not. Skipped when the ledger holds this manifest version already.
+ */
+async function applyManifest(
+  c: DuckDBConnection,
+  m: { bucket: string; key: string; eTag: string; manifest: Manifest; reprocess?: unknown },
+  dir: string,
+  stats: BatchStats,
+): Promise<void> {
+  const { manifest } = m;
+  const existing = await ledgerETag(c, m.key);
+  if (existing === m.eTag && !m.reprocess) {
+    stats.skipped++;
+    return;
+  }
+  const { source } = manifest;
+  if ((await supersede(c, source.key, source.eTag, source.createdAt)) === 'stale') {
+    stats.skipped++;
+    return;
+  }
+  await removeRows(c, 'manifests', 'source_key = $k', { k: source.key });
+  await c.run(
+    `INSERT INTO added.manifests (${MANIFEST_COLUMNS}) VALUES ($sk, $se, $factory, $status, $format, $table, ${manifest.bytes},
+      ${manifest.lines.total}, ${manifest.lines.loaded}, ${manifest.lines.rejected}, ${manifest.lines.blank}, ${manifest.lines.header},
+      ${manifest.rows.readings}, ${manifest.rows.events}, $reason, CAST($created AS TIMESTAMPTZ),
+      CAST($started AS TIMESTAMPTZ), CAST($finished AS TIMESTAMPTZ), ${manifest.seconds}, $mk)`,
+    {
+      sk: source.key,
+      se: source.eTag,
+      factory: manifest.factory,
+      status: manifest.status,
+      format: manifest.format ?? '',
+      table: manifest.table ?? '',
+      reason: manifest.quarantine?.reason ?? '',
+      created: source.createdAt,
+      started: manifest.startedAt,
+      finished: manifest.finishedAt,
+      mk: m.key,
+    },
+  );
+  // A manifest of this raw file loaded before (a new version, or a run again): its rejects go, as
+  // the run described now may have other rejects files, or none. Otherwise a rejects file can only
+  // be in the warehouse under its own key.
+  if (existing !== undefined) {
+    await removeRows(c, 'rejects', 'source_key = $k AND source_etag = $e', {
+      k: source.key,
+      e: source.eTag,
+    });
+  }
+  await removeUnmade(c, m.bucket, manifest);
+  let rejects = 0;
+  for (const [j, key] of manifest.outputs.filter((k) => isRejectsKey(k)).entries()) {
+    const rpath = join(dir, `rejects-${j}.parquet`);
+    await downloadToFile(m.bucket, key, rpath);
+    if (existing === undefined) await removeRows(c, 'rejects', 'lake_key = $k', { k: key });
+    // By name, as the data tables: rejects from an earlier ETL lack the columns declared since.
+    const inserted = await c.run(
+      `INSERT INTO added.rejects BY NAME SELECT *, $se AS source_etag, $k AS lake_key FROM read_parquet(${sqlString(rpath)})`,
+      { k: key, se: source.eTag },
+    );
+    rejects += inserted.rowsChanged;
+  }
+  await removeRows(c, 'ledger', 'lake_key = $k', { k: m.key });
+  await c.run(
+    `INSERT INTO added.ledger (${LEDGER_COLUMNS}) VALUES ($k, $e, 'manifest', $sk, $se, CAST($created AS TIMESTAMPTZ), ${rejects}, NULL, now())`,
+    { k: m.key, e: m.eTag, sk: source.key, se: source.eTag, created: source.createdAt },
+  );
+  stats.rows.rejects = (stats.rows.rejects ?? 0) + rejects;
+  stats.objects++;
 }
 
 /**

@@ -8,8 +8,7 @@ for bucket in raw lake warehouse; do
 done
 # raw: every created object → etl
 mc event add local/raw arn:minio:sqs::PIPELINE:webhook --event put --ignore-existing
-# lake: normalized Parquet and ETL manifests → enrich
-mc event add local/lake arn:minio:sqs::PIPELINE:webhook --event put --prefix normalized/ --suffix .parquet --ignore-existing
+# lake: ETL manifests → enrich (one per raw file; enrich reads the file's normalized objects from it)
 mc event add local/lake arn:minio:sqs::PIPELINE:webhook --event put --prefix manifests/ --suffix .json --ignore-existing
 mc event ls local/raw
 mc event ls local/lake

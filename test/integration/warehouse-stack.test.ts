@@ -3,8 +3,9 @@ import { join } from 'node:path';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { manifestKeyOf } from '../../functions/contracts/keys.js';
 import {
-  deduplicationId,
+  messageDeduplicationId,
   WAREHOUSE_GROUP,
   type WarehouseMessage,
 } from '../../functions/contracts/messages.js';
@@ -94,6 +95,34 @@ describe('raw upload → enriched rows in the DuckDB warehouse', () => {
     expect(ledger!.n).toBe(ledger!.keys);
   });
 
+  it('a file spanning 40 days: one lake object per day, one enrich pass, one warehouse commit', async () => {
+    const key = 'span/2024/03/04/year.jsonl';
+    // 40 days × 30 readings, two devices; the ETL writes one object per day (a partitioned COPY
+    // beyond 8 days), enrich writes their enriched objects in one pass, the writer loads all in one commit.
+    const lines = Array.from({ length: 1200 }, (_, i) =>
+      JSON.stringify({
+        ts: new Date(
+          Date.UTC(2024, 0, 1) + Math.floor(i / 30) * 86_400_000 + (i % 30) * 60_000,
+        ).toISOString(),
+        device: `press-0${(i % 2) + 1}`,
+        metric: 'temp',
+        value: i % 17,
+      }),
+    );
+    await stack.put(key, joinLines(lines));
+    await stack.waitForWarehouse([key], 60_000);
+    const [loaded] =
+      await stack.queryWarehouse(`SELECT count(*) AS rows, count(DISTINCT source_line) AS lines,
+        count(DISTINCT lake_key) AS objects, count(DISTINCT date) AS days FROM readings WHERE source_key = '${key}'`);
+    expect(loaded).toEqual({ rows: '1200', lines: '1200', objects: '40', days: '40' });
+    // One ledger row per object and one for the manifest, all written by the same commit (one `now()`).
+    const [ledger] = await stack.queryWarehouse(`SELECT count(*) AS n, count(DISTINCT lake_key) AS keys,
+        count(DISTINCT loaded_at) AS commits, sum(rows) FILTER (kind = 'readings') AS rows
+        FROM ledger WHERE source_key = '${key}'`);
+    expect(ledger).toEqual({ n: '41', keys: '41', commits: '1', rows: '1200' });
+    expect(await stack.list('lake', 'enriched/readings/factory=span/')).toHaveLength(40);
+  });
+
   it('a replayed notification or warehouse message adds no rows', async () => {
     const key = `${day}/sensors-a.jsonl`;
     const [before] = await stack.queryWarehouse(
@@ -102,44 +131,57 @@ describe('raw upload → enriched rows in the DuckDB warehouse', () => {
     const [entry] = await stack.queryWarehouse(
       `SELECT lake_key, etag, source_etag, CAST(raw_created_at AS VARCHAR) AS created FROM ledger WHERE source_key = '${key}' AND kind = 'readings'`,
     );
-    // Replay the lake notification (enrich runs again) …
+    // Replay the lake notifications (enrich runs again): the file's manifest, and a normalized object
+    // (from a bucket still configured as an earlier release had it: enrich leaves it to the manifest) …
+    const manifestKey = manifestKeyOf('raw', key);
+    const [manifest] = await stack.list('lake', manifestKey);
     const normalized = String(entry!.lake_key).replace(/^enriched\//, 'normalized/');
     const [obj] = await stack.list('lake', normalized);
-    await stack.runtime.sqs.send(
-      new SendMessageCommand({
-        QueueUrl: stack.runtime.queueUrls.enrich,
-        MessageBody: JSON.stringify(
-          buildS3Notification({
-            bucket: 'lake',
-            key: normalized,
-            size: 1,
-            eTag: obj!.eTag,
-            eventName: 'ObjectCreated:Put',
-          }),
-        ),
-      }),
-    );
-    // … and the warehouse message itself, past FIFO deduplication.
-    const message: WarehouseMessage = {
-      kind: 'data',
-      table: 'readings',
-      bucket: 'lake',
-      key: String(entry!.lake_key),
-      eTag: String(entry!.etag),
-      rows: 1992,
-      sourceKey: key,
-      sourceETag: String(entry!.source_etag),
-      rawCreatedAt: new Date(String(entry!.created)).toISOString(),
-      enrichedAt: new Date().toISOString(),
-    };
-    await stack.runtime.sqs.send(
-      new SendMessageCommand({
-        QueueUrl: stack.runtime.queueUrls.warehouse,
-        MessageBody: JSON.stringify(message),
-        MessageGroupId: WAREHOUSE_GROUP,
-        MessageDeduplicationId: deduplicationId(message.key, message.eTag, 'replay'),
-      }),
-    );
+    for (const [k, eTag] of [
+      [manifestKey, manifest!.eTag],
+      [normalized, obj!.eTag],
+    ] as const) {
+      await stack.runtime.sqs.send(
+        new SendMessageCommand({
+          QueueUrl: stack.runtime.queueUrls.enrich,
+          MessageBody: JSON.stringify(
+            buildS3Notification({ bucket: 'lake', key: k, size: 1, eTag, eventName: 'ObjectCreated:Put' }),
+          ),
+        }),
+      );
+    }
+    // … and warehouse messages themselves, past FIFO deduplication: the file as enrich sends it, and
+    // one object as an earlier release's enrich did.
+    const messages: WarehouseMessage[] = [
+      {
+        kind: 'files',
+        files: [
+          { bucket: 'lake', key: manifestKey, eTag: manifest!.eTag, enrichedAt: new Date().toISOString() },
+        ],
+      },
+      {
+        kind: 'data',
+        table: 'readings',
+        bucket: 'lake',
+        key: String(entry!.lake_key),
+        eTag: String(entry!.etag),
+        rows: 1992,
+        sourceKey: key,
+        sourceETag: String(entry!.source_etag),
+        rawCreatedAt: new Date(String(entry!.created)).toISOString(),
+        enrichedAt: new Date().toISOString(),
+      },
+    ];
+    for (const message of messages) {
+      await stack.runtime.sqs.send(
+        new SendMessageCommand({
+          QueueUrl: stack.runtime.queueUrls.warehouse,
+          MessageBody: JSON.stringify(message),
+          MessageGroupId: WAREHOUSE_GROUP,
+          MessageDeduplicationId: messageDeduplicationId(message, ['replay']),
+        }),
+      );
+    }
     await waitFor(
       async () => {
         const d = await stack.runtime.queueDepths();
@@ -175,7 +217,7 @@ describe('the warehouse writer, crashing between load and upload', () => {
       await stack.queryWarehouse(`SELECT lake_key, etag, source_key, source_etag, CAST(raw_created_at AS VARCHAR) AS created, rows
         FROM ledger WHERE kind = 'readings' AND source_key LIKE 'burst/%' ORDER BY 1 LIMIT 2`);
     const [a, b] = objects.map(
-      (o): WarehouseMessage => ({
+      (o): Extract<WarehouseMessage, { kind: 'data' }> => ({
         kind: 'data',
         table: 'readings',
         bucket: 'lake',

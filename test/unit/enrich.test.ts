@@ -10,7 +10,12 @@ import {
   SHIPPED_CONFIG_DIR,
 } from '../../functions/contracts/reference.js';
 import { connectUtc } from '../../functions/core/duckdb.js';
-import { enrichEvents, enrichReadings, loadReference } from '../../functions/enrich/enrich-object.js';
+import {
+  enrichEvents,
+  enrichReadings,
+  loadReference,
+  writeParts,
+} from '../../functions/enrich/enrich-file.js';
 
 let dir: string;
 let c: DuckDBConnection;
@@ -62,7 +67,8 @@ describe('enrichReadings', () => {
       ['ghost', 1],
     ]);
     const out = join(dir, 'a-out.parquet');
-    const stats = await enrichReadings(c, { path, out, sourceETag: 'etag-1', settings });
+    const stats = await enrichReadings(c, { paths: [path], sourceETag: 'etag-1', settings });
+    await writeParts(c, [out], dir);
     // median 10, MAD 1 ⇒ 30 scores 20 / 1.4826 = 13.49 > 4; 12 scores 1.35.
     expect(stats).toEqual({ rows: 11, unknownDevices: 1, unknownCodes: 0, anomalies: 1 });
     const rows = await read(
@@ -105,7 +111,13 @@ describe('enrichReadings', () => {
       `COPY (SELECT 'f' AS factory, 'press-01' AS device, 'temp' AS metric, 100::BIGINT AS n, 20.0 AS median, 1.0 AS mad) TO '${baselines}' (FORMAT parquet)`,
     );
     const out = join(dir, 'b-out.parquet');
-    const stats = await enrichReadings(c, { path, out, sourceETag: 'e', baselinesPath: baselines, settings });
+    const stats = await enrichReadings(c, {
+      paths: [path],
+      sourceETag: 'e',
+      baselinesPath: baselines,
+      settings,
+    });
+    await writeParts(c, [out], dir);
     // Against median 20 / MAD 1: |x − 20| > 4 × 1.4826 = 5.93 ⇒ 8, 9 (×2), 10 (×3), 11 (×2), 12 and 30 are all out.
     expect(stats.anomalies).toBe(10);
     const rows = await read(out, 'value, round(anomaly_score, 2) AS z');
@@ -122,7 +134,8 @@ describe('enrichEvents', () => {
       t(ts, factory, device, severity, severity_name, code, component, message, attributes, source_key, source_line, date))
       TO '${path}' (FORMAT parquet)`);
     const out = join(dir, 'events-out.parquet');
-    const stats = await enrichEvents(c, { path, out, sourceETag: 'e' });
+    const stats = await enrichEvents(c, { paths: [path], sourceETag: 'e' });
+    await writeParts(c, [out], dir);
     expect(stats).toEqual({ rows: 2, unknownDevices: 1, unknownCodes: 1, anomalies: 0 });
     const rows = await read(
       out,

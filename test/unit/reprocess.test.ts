@@ -73,7 +73,7 @@ describe('the reprocess marker', () => {
   it('goes to the queue the topology routes the object to, as the reconciler sends it', () => {
     const messages = objectCreatedMessages({
       bucket: 'lake',
-      key: 'normalized/readings/factory=plant/date=2024-03-04/x.parquet',
+      key: 'manifests/factory=plant/x.json',
       size: 1,
       eTag: 'e',
       eventName: 'ObjectCreated:Put',
@@ -82,6 +82,21 @@ describe('the reprocess marker', () => {
     });
     expect(messages.map((m) => m.queue)).toEqual(['enrich']);
     expect(parseS3Notification(messages[0]!.body, 'm')[0]?.reprocess).toEqual(run);
+  });
+
+  it('is carried per file in the warehouse messages enrich sends', () => {
+    const file = {
+      bucket: 'lake',
+      key: 'manifests/factory=p/x.json',
+      eTag: 'e',
+      enrichedAt: '2024-03-04T10:00:00.000Z',
+    };
+    const m = {
+      kind: 'files',
+      files: [file, { ...file, key: 'manifests/factory=p/y.json', reprocess: run }],
+    };
+    expect(warehouseMessageSchema.parse(m)).toEqual(m);
+    expect(warehouseMessageSchema.safeParse({ kind: 'files', files: [] }).success).toBe(false);
   });
 
   it('is optional on warehouse messages, and checked when present', () => {
