@@ -11,6 +11,7 @@ import { metricsMiddleware } from './core/metrics-middleware.js';
 import { ReferenceStore } from './core/reference-store.js';
 import { recordBatchFailure } from './core/sqs-batch.js';
 import { warehouseLoaded } from './core/telemetry.js';
+import { COMPACTION } from './warehouse/delta.js';
 import { loadBatch } from './warehouse/load-batch.js';
 import { WarehouseFiles } from './warehouse/warehouse-file.js';
 
@@ -54,6 +55,9 @@ export async function warehouseBatch(event: SQSEvent): Promise<void> {
     tmpDir: runtimeConfig.tmpDir,
     reference: () => reference.current(),
     baselineDays: factories.enrichment.baselineDays,
+    ...(runtimeConfig.warehouseDeltaMaxBytes === undefined
+      ? {}
+      : { compaction: { ...COMPACTION, deltaMaxBytes: runtimeConfig.warehouseDeltaMaxBytes } }),
   }).catch(async (err: unknown) => {
     // The whole batch is retried: each of its messages gets the failure record (`dlq show`).
     await recordBatchFailure('warehouse', event.Records, err);

@@ -89,7 +89,7 @@ export async function runDev(opts: { demo: boolean }): Promise<void> {
     lines.push(
       '',
       'Outputs (lake bucket):',
-      '  s3://lake/normalized/<table>/factory=<factory>/date=<yyyy-mm-dd>/<id>.parquet',
+      '  s3://lake/normalized/<table>/factory=<factory>/month=<yyyy-mm>/<id>.parquet',
     );
     lines.push('  s3://lake/quarantine/rejects/factory=<factory>/<id>.parquet   rejected lines with reasons');
     lines.push('  s3://lake/manifests/factory=<factory>/<id>.json              per-file accounting');

@@ -5,7 +5,8 @@ import { type DataTable, isDataTable } from './tables.js';
  * The key layout every stage agrees on, built and parsed here and nowhere else:
  *
  * - raw bucket: `<factory>/<yyyy>/<mm>/<dd>/<file>` (any key is accepted; this is the convention);
- * - lake bucket: `normalized/<table>/factory=<f>/date=<yyyy-mm-dd>/<stem>.parquet`, its enriched twin
+ * - lake bucket: `normalized/<table>/factory=<f>/month=<yyyy-mm>/<stem>.parquet` (earlier releases:
+ *   `date=<yyyy-mm-dd>`, still read), its enriched twin
  *   `enriched/…` under the same partitions and name, `quarantine/rejects/factory=<f>/<id>.parquet`,
  *   `quarantine/files/factory=<f>/<id>.json`, `manifests/factory=<f>/<hash>.json`, the reference data
  *   `reference/<file>`, the fetch and reconciler state;
@@ -84,32 +85,49 @@ export function parseManifestKey(key: string): { factory: string } | undefined {
 export const NORMALIZED_PREFIX = 'normalized/';
 export const ENRICHED_PREFIX = 'enriched/';
 
+/**
+ * The time partition of a data object: the UTC month of its rows (`month=2024-01`), so a file spanning
+ * a year makes 12–13 objects, not 366; within an object the rows keep their `date` column, in time
+ * order. Objects of earlier releases are under `date=<yyyy-mm-dd>`: still read, never written.
+ */
+export type TimePartition = { kind: 'month' | 'date'; value: string };
+
 export interface DataKey {
   layer: 'normalized' | 'enriched';
   table: DataTable;
   factory: string;
-  /** The `date=` partition value. */
-  date: string;
+  partition: TimePartition;
   /** File name without `.parquet`. */
   name: string;
 }
 
+/** The UTC month (`2024-01`) of a `date` value (`2024-01-02`), the partition an object's rows go to. */
+export function monthOf(date: string): string {
+  return date.slice(0, 7);
+}
+
 /**
- * The path of a data file below its layer: `<table>/factory=<f>/date=<d>/<name>.parquet` — also the
- * layout DuckDB's `PARTITION_BY (factory, date)` writes below `<table>/`.
+ * The path of a data file below its layer: `<table>/factory=<f>/month=<m>/<name>.parquet`.
  */
-export function dataPath(table: DataTable, factory: string, date: string, name: string): string {
-  return `${table}/factory=${factory}/date=${date}/${name}.parquet`;
+export function dataPath(table: DataTable, factory: string, partition: TimePartition, name: string): string {
+  return `${table}/factory=${factory}/${partition.kind}=${partition.value}/${name}.parquet`;
 }
 
 export function dataKey(k: DataKey): string {
-  return `${k.layer}/${dataPath(k.table, k.factory, k.date, k.name)}`;
+  return `${k.layer}/${dataPath(k.table, k.factory, k.partition, k.name)}`;
 }
 
 export function parseDataKey(key: string): DataKey | undefined {
-  const m = /^(normalized|enriched)\/([a-z_]+)\/factory=([^/]+)\/date=([^/]+)\/([^/]+)\.parquet$/.exec(key);
+  const m =
+    /^(normalized|enriched)\/([a-z_]+)\/factory=([^/]+)\/(month|date)=([^/]+)\/([^/]+)\.parquet$/.exec(key);
   if (!m || !isDataTable(m[2]!)) return undefined;
-  return { layer: m[1] as DataKey['layer'], table: m[2], factory: m[3]!, date: m[4]!, name: m[5]! };
+  return {
+    layer: m[1] as DataKey['layer'],
+    table: m[2],
+    factory: m[3]!,
+    partition: { kind: m[4] as TimePartition['kind'], value: m[5]! },
+    name: m[6]!,
+  };
 }
 
 /** `normalized/<table>/…` → `enriched/<table>/…`: same partitions, same name. */
@@ -176,6 +194,17 @@ export const BASELINES_KEY = 'baselines/readings.parquet';
 /** A new key for a base of this generation (unique: a base object is never overwritten). */
 export function newBaseKey(generation: number): string {
   return `${BASES_PREFIX}telemetry-${String(generation).padStart(6, '0')}-${randomUUID().slice(0, 8)}.duckdb`;
+}
+
+/**
+ * Level-1 files: immutable, one key each — the rows committed since the base, folded out of the delta
+ * whenever it grows past a few MB, so that a commit uploads a small delta whatever the warehouse holds.
+ */
+export const L1_PREFIX = 'l1/';
+
+/** A new key for a level-1 file over a base of this generation. */
+export function newL1Key(generation: number): string {
+  return `${L1_PREFIX}telemetry-${String(generation).padStart(6, '0')}-${randomUUID().slice(0, 8)}.duckdb`;
 }
 
 /** The generation in a key made by `newBaseKey`. */

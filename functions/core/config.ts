@@ -54,6 +54,11 @@ const envSchema = z.object({
   AWS_LAMBDA_FUNCTION_MEMORY_SIZE: z.coerce.number().int().positive().optional(),
   /** The reconciler leaves objects younger than this to their own notification. */
   RECONCILE_GRACE_SECONDS: z.coerce.number().int().min(0).default(600),
+  /**
+   * The warehouse delta's size at which it is folded into a new level-1 file (default 8 MB; see
+   * docs/architecture.md). Smaller makes commits smaller and level-1 files more frequent.
+   */
+  WAREHOUSE_DELTA_MAX_BYTES: z.coerce.number().int().min(0).optional(),
   /** The longest wait between two re-emissions of an object that keeps failing. */
   RECONCILE_MAX_BACKOFF_SECONDS: z.coerce
     .number()
@@ -129,6 +134,7 @@ export const runtimeConfig = {
   dashboardDir: env.DASHBOARD_DIR,
   tmpDir: env.PIPELINE_TMP,
   maxLineBytes: env.MAX_LINE_BYTES,
+  warehouseDeltaMaxBytes: env.WAREHOUSE_DELTA_MAX_BYTES,
   reconcile: {
     graceSeconds: env.RECONCILE_GRACE_SECONDS,
     maxBackoffSeconds: env.RECONCILE_MAX_BACKOFF_SECONDS,

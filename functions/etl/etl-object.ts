@@ -18,11 +18,16 @@ import {
 } from '../contracts/keys.js';
 import { type Manifest, manifestSchema } from '../contracts/manifest.js';
 import { toMetadata } from '../contracts/provenance.js';
+import { forEachConcurrent } from '../core/concurrency.js';
 import { withConnection } from '../core/duckdb.js';
 import { DeadlineError, isDiskFull, PermanentObjectError, TempSpaceError } from '../core/errors.js';
 import { getJson, type ObjectInfo, openObject, putJson, s3, uploadFile } from '../core/s3.js';
+
 import type { S3ObjectEvent } from '../core/s3-event.js';
 import { type EtlTextOutcome, etlText, tempBytesNeeded } from './etl-text.js';
+
+/** Lake objects uploaded at once. */
+const UPLOAD_CONCURRENCY = 8;
 
 export interface EtlDeps {
   factories: FactoriesConfig;
@@ -228,10 +233,11 @@ async function etlVersion(
       sourceCreatedAt: info.lastModified.toISOString(),
       reprocessId: event.reprocess?.id,
     });
-    for (const file of result.files) {
+    // A few at a time: a file spanning a year has an object per day.
+    await forEachConcurrent(result.files, UPLOAD_CONCURRENCY, async (file) => {
       await uploadFile(deps.lakeBucket, file.key, file.path, 'application/vnd.apache.parquet', provenance);
-      outputs.push(file.key);
-    }
+    });
+    outputs.push(...result.files.map((f) => f.key));
     if (previous.success) await deleteStale(deps.lakeBucket, previous.data.outputs, outputs);
 
     const finishedAt = new Date();

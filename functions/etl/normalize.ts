@@ -113,8 +113,8 @@ function trimmedSql(x: string): string {
 /** Wide rows with up to this many metrics keep a column per metric; more go as lists (see normalize). */
 const COLUMNS_PER_METRIC_MAX = 64;
 
-/** Days a batch may span and still be written one COPY per day (see writeByDate). */
-const COPIES_PER_DATE_MAX = 8;
+/** Months a batch may span and still be written one COPY per month (see writeByMonth). */
+const COPIES_PER_MONTH_MAX = 8;
 
 /** The columns of `cand` that every table has, ahead of its own. */
 const LINE_COLUMNS = ['n', 'lines', 'ts', 'ts_raw', 'device', 'date', 'attributes'];
@@ -347,38 +347,49 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     await c.run(`COPY (${source}) TO ${sqlString(path)} (${parquet})`, params(source));
     files.push({ kind, path, key });
   };
-  // Loaded rows go to one file per UTC day. A file spans a day or two: one COPY per day (each a
+  // Loaded rows go to one file per UTC month (contracts/keys.ts): a file of a day or two is one object,
+  // a year-long backfill a dozen, not 366. Most files span one month or two: one COPY per month (each a
   // filtered scan of `cand`) is faster than DuckDB's PARTITION_BY, which is kept for files that span
-  // many days (a clock gone wrong) or dates that do not make a plain path.
-  const writeByDate = async (table: DataTable, source: string, stem: string) => {
-    const dates = (await c.runAndReadAll('SELECT DISTINCT date FROM cand WHERE reason IS NULL ORDER BY 1'))
+  // many months (a clock gone wrong) or dates that do not make a plain path.
+  const writeByMonth = async (table: DataTable, source: string, stem: string) => {
+    const months = (
+      await c.runAndReadAll('SELECT DISTINCT substr(date, 1, 7) FROM cand WHERE reason IS NULL ORDER BY 1')
+    )
       .getRows()
-      .map(([d]) => String(d));
-    if (dates.length <= COPIES_PER_DATE_MAX && dates.every((d) => /^\d{4}-\d{2}-\d{2}$/.test(d))) {
-      for (const date of dates) {
-        const path = dataPath(table, input.factory, date, stem);
+      .map(([m]) => String(m));
+    if (months.length <= COPIES_PER_MONTH_MAX && months.every((m) => /^\d{4}-\d{2}$/.test(m))) {
+      for (const month of months) {
+        const partition = { kind: 'month', value: month } as const;
         await copy(
           table,
-          `SELECT * FROM (${source}) WHERE date = ${sqlString(date)}`,
-          dataKey({ layer: 'normalized', table, factory: input.factory, date, name: stem }),
-          path,
+          `SELECT * FROM (${source}) WHERE starts_with(date, ${sqlString(month)})`,
+          dataKey({ layer: 'normalized', table, factory: input.factory, partition, name: stem }),
+          dataPath(table, input.factory, partition, stem),
         );
       }
       return;
     }
-    const dir = join(input.outDir, table);
+    const dir = join(input.outDir, `${table}-months`);
     await mkdir(dir, { recursive: true });
     const known = new Set(files.map((f) => f.path));
+    // Partitioned by month alone (the factory is the file's): `month` is not written into the files,
+    // every canonical column is.
     await c.run(
-      `COPY (${source}) TO ${sqlString(dir)}
-      (${parquet}, PARTITION_BY (factory, date), WRITE_PARTITION_COLUMNS true,
-       FILENAME_PATTERN ${sqlString(`${stem}_{i}`)}, OVERWRITE_OR_IGNORE true)`,
+      `COPY (SELECT *, substr(date, 1, 7) AS month FROM (${source})) TO ${sqlString(dir)}
+      (${parquet}, PARTITION_BY (month), FILENAME_PATTERN ${sqlString(`${stem}_{i}`)}, OVERWRITE_OR_IGNORE true)`,
       params(source),
     );
     for (const path of await walk(dir)) {
-      // DuckDB wrote `<table>/factory=<f>/date=<d>/<name>.parquet`, the layout of contracts/keys.ts.
-      if (!known.has(path))
-        files.push({ kind: table, path, key: `${NORMALIZED_PREFIX}${relative(input.outDir, path)}` });
+      if (known.has(path)) continue;
+      // DuckDB wrote `month=<m>/<name>.parquet`: the layout of contracts/keys.ts below the factory.
+      const m = /^month=([^/]+)\/([^/]+)\.parquet$/.exec(relative(dir, path));
+      if (!m) throw new Error(`unexpected partitioned output ${relative(dir, path)}`);
+      const partition = { kind: 'month', value: m[1]! } as const;
+      files.push({
+        kind: table,
+        path,
+        key: dataKey({ layer: 'normalized', table, factory: input.factory, partition, name: m[2]! }),
+      });
     }
   };
 
@@ -469,7 +480,7 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
     totals.multiline += Number(multi);
     if (lo && (!minTs || lo.micros < minTs.micros)) minTs = lo;
     if (hi && (!maxTs || hi.micros > maxTs.micros)) maxTs = hi;
-    if (Number(loaded) > 0) await writeByDate(rule.table, outputSql, stem);
+    if (Number(loaded) > 0) await writeByMonth(rule.table, outputSql, stem);
   };
   for await (const batch of input.batches) await round(batch, false);
   if (records) await round([], true);
@@ -546,7 +557,7 @@ export async function normalize(c: DuckDBConnection, input: NormalizeInput): Pro
   };
 }
 
-/** The UTC calendar day of a TIMESTAMPTZ, as the `date=` partition value (`2024-01-02`). */
+/** The UTC calendar day of a TIMESTAMPTZ, the `date` column (`2024-01-02`; its month is the partition). */
 function utcDate(ts: string): string {
   // Whole days since the epoch: 4× cheaper than the calendar conversion, which stays for instants
   // before 1970 (integer division truncates toward zero) and infinities (epoch_us is NULL).

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { copyFile } from 'node:fs/promises';
 import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { openDuckDB, sqlString, withConnection } from '../core/duckdb.js';
 import { logger } from '../core/logger.js';
@@ -10,6 +11,7 @@ import {
   deltaTables,
   deltaViews,
   META,
+  META_L1,
   missingColumns,
   TABLE_NAMES,
   TABLES,
@@ -24,26 +26,45 @@ import {
  * costs what its rows cost, not what the warehouse holds: only the delta is uploaded.
  */
 
-/** When the delta is folded into the base: it has reached `minBytes` and `baseFraction` of the base. */
+/**
+ * When the delta and the level-1 file are folded into a new base: together they have reached
+ * `minBytes` and `baseFraction` of the base. Before that, the delta is folded into a new level-1 file
+ * whenever it reaches `deltaMaxBytes`.
+ */
 export interface CompactionPolicy {
   minBytes: number;
   baseFraction: number;
+  deltaMaxBytes?: number;
 }
 
 /**
  * At these values a base upload is paid once per quarter of its size appended (amortized: each
- * appended byte is uploaded at most ≈ 5 times), and a batch uploads at most a quarter of the base.
+ * appended byte is uploaded at most ≈ 5 times in bases), a level-1 upload once per 8 MB appended, and
+ * a commit uploads a delta of at most ≈ 8 MB whatever the warehouse holds.
  */
-export const COMPACTION: CompactionPolicy = { minBytes: 64 * 1024 * 1024, baseFraction: 0.25 };
+export const COMPACTION: CompactionPolicy = {
+  minBytes: 64 * 1024 * 1024,
+  baseFraction: 0.25,
+  deltaMaxBytes: 8 * 1024 * 1024,
+};
 
-export function shouldCompact(deltaBytes: number, baseBytes: number, policy: CompactionPolicy): boolean {
-  return deltaBytes >= Math.max(policy.minBytes, baseBytes * policy.baseFraction);
+/** What is due after a commit: a new base, a new level-1 file, or nothing. */
+export function compactionDue(
+  sizes: { delta: number; l1: number; base: number },
+  policy: CompactionPolicy,
+): 'base' | 'l1' | 'none' {
+  if (sizes.delta + sizes.l1 >= Math.max(policy.minBytes, sizes.base * policy.baseFraction)) return 'base';
+  return sizes.delta >= (policy.deltaMaxBytes ?? Number.POSITIVE_INFINITY) ? 'l1' : 'none';
 }
 
-/** Which base a delta applies to (in both files' `warehouse_meta`; a base records its own). */
+/**
+ * Which base a delta applies to, and which level-1 file (the rows folded out of earlier deltas), in
+ * the delta's `warehouse_meta`; a base or level-1 file records its base.
+ */
 export interface BaseRef {
   generation: number;
   baseKey: string;
+  l1Key?: string;
 }
 
 async function value(c: DuckDBConnection, sql: string): Promise<unknown> {
@@ -57,16 +78,22 @@ async function value(c: DuckDBConnection, sql: string): Promise<unknown> {
 export async function baseRefOf(c: DuckDBConnection, catalog?: string, legacyKey?: string): Promise<BaseRef> {
   const table =
     catalog === undefined ? 'main.warehouse_meta' : `"${catalog.replace(/"/g, '""')}".main.warehouse_meta`;
-  const rows = await c.runAndReadAll(`SELECT generation, base_key FROM ${table}`).then(
-    (r) => r.getRows(),
+  // `*`: files written before level-1 files have no `l1_key`.
+  const rows = await c.runAndReadAll(`SELECT * FROM ${table}`).then(
+    (r) => r.getRowObjectsJS(),
     (err: Error) => {
       if (legacyKey !== undefined && /does not exist/.test(err.message)) return [];
       throw err;
     },
   );
-  const row = rows[0] ?? (legacyKey === undefined ? undefined : [0, legacyKey]);
+  const row = rows[0] ?? (legacyKey === undefined ? undefined : { generation: 0, base_key: legacyKey });
   if (!row) throw new Error(`${catalog ?? 'the warehouse file'}: warehouse_meta is empty`);
-  return { generation: Number(row[0]), baseKey: String(row[1]) };
+  const l1 = row.l1_key;
+  return {
+    generation: Number(row.generation),
+    baseKey: String(row.base_key),
+    ...(typeof l1 === 'string' ? { l1Key: l1 } : {}),
+  };
 }
 
 /** The base a delta file names. */
@@ -95,9 +122,15 @@ export interface DeltaState {
 }
 
 async function setMeta(c: DuckDBConnection, ref: BaseRef): Promise<void> {
+  await c.run(META_L1);
   await c.run('DELETE FROM main.warehouse_meta');
-  await c.run(`INSERT INTO main.warehouse_meta VALUES (${ref.generation}, ${sqlString(ref.baseKey)})`);
+  await c.run(
+    `INSERT INTO main.warehouse_meta (generation, base_key, l1_key) VALUES (${ref.generation}, ${sqlString(ref.baseKey)}, ${ref.l1Key ? sqlString(ref.l1Key) : 'NULL'})`,
+  );
 }
+
+/** Connections with a level-1 file attached as `l1` (removals then reach its rows too). */
+const withL1 = new WeakSet<DuckDBConnection>();
 
 /** A new, empty base file. */
 export async function createBase(path: string, ref: BaseRef): Promise<void> {
@@ -105,7 +138,7 @@ export async function createBase(path: string, ref: BaseRef): Promise<void> {
   try {
     await withConnection(instance, async (c) => {
       for (const ddl of [...TABLES, META, ...VIEWS]) await c.run(ddl);
-      await setMeta(c, ref);
+      await setMeta(c, { generation: ref.generation, baseKey: ref.baseKey });
       await c.run('CHECKPOINT');
     });
   } finally {
@@ -166,12 +199,21 @@ export async function removeRows(
   where: string,
   values?: Record<string, string>,
 ): Promise<void> {
+  const l1 = withL1.has(c);
   await c.run(`DELETE FROM added.${t} WHERE ${where}`, values);
   await c.run(
     `INSERT INTO removed.${t} SELECT rowid FROM base.main.${t}
-     WHERE (${where}) AND rowid NOT IN (SELECT rid FROM removed.${t})`,
+     WHERE (${where}) AND rowid NOT IN (SELECT rid FROM removed.${t})${l1 ? ` AND rowid NOT IN (SELECT rid FROM l1.removed.${t})` : ''}`,
     values,
   );
+  if (l1) {
+    // A level-1 file never changes either: its added rows are marked removed by rowid, like the base's.
+    await c.run(
+      `INSERT INTO removed_l1.${t} SELECT rowid FROM l1.added.${t}
+       WHERE (${where}) AND rowid NOT IN (SELECT rid FROM removed_l1.${t})`,
+      values,
+    );
+  }
 }
 
 /**
@@ -186,13 +228,24 @@ export async function writeDelta(
   ref: BaseRef,
   body: (c: DuckDBConnection, state: DeltaState) => Promise<void>,
   declared: Declarations = DECLARED,
+  l1Path?: string,
 ): Promise<DeltaState> {
+  if (ref.l1Key && !l1Path) throw new Error(`the delta names level-1 file ${ref.l1Key}: no copy given`);
   // Smaller blocks: the delta is uploaded whole after every batch, and with 256 KB blocks it was 3 MB
   // for a few hundred rows (1.3 MB at 64 KB; 16 KB blocks compress large tables 3× worse).
   const instance = await openDuckDB(deltaPath, { default_block_size: '65536' });
   try {
     return await withConnection(instance, async (c) => {
       await c.run(`ATTACH ${sqlString(basePath)} AS base (READ_ONLY)`);
+      const l1 = ref.l1Key !== undefined;
+      if (l1) {
+        await c.run(`ATTACH ${sqlString(l1Path!)} AS l1 (READ_ONLY)`);
+        withL1.add(c);
+        const over = await baseRefOf(c, 'l1');
+        if (over.baseKey !== ref.baseKey) {
+          throw new Error(`level-1 file ${ref.l1Key} is over base ${over.baseKey}, expected ${ref.baseKey}`);
+        }
+      }
       for (const ddl of deltaTables()) await c.run(ddl);
       // Outside the batch's transaction, like the CREATEs above: a failed batch discards the whole
       // working copy, and the rows loaded below need the columns.
@@ -200,16 +253,16 @@ export async function writeDelta(
       const own = await value(c, 'SELECT count(*) FROM main.warehouse_meta');
       if (Number(own) === 0) await setMeta(c, ref);
       const [mine, theirs] = [await baseRefOf(c, 'base', ref.baseKey), await baseRefOf(c)];
-      if (mine.baseKey !== ref.baseKey || theirs.baseKey !== ref.baseKey) {
+      if (mine.baseKey !== ref.baseKey || theirs.baseKey !== ref.baseKey || theirs.l1Key !== ref.l1Key) {
         throw new Error(
-          `the delta names base ${theirs.baseKey}, the attached base is ${mine.baseKey}, expected ${ref.baseKey}`,
+          `the delta names base ${theirs.baseKey} and level-1 file ${theirs.l1Key ?? 'none'}, the attached base is ${mine.baseKey}, expected ${ref.baseKey} and ${ref.l1Key ?? 'none'}`,
         );
       }
       const saved = (await c.runAndReadAll('SELECT views, reference FROM main.delta_state')).getRows()[0];
       const state: DeltaState = { reference: saved?.[1] === undefined ? null : (saved[1] as string | null) };
       // The batch reads through temporary views (the session's own, ahead of the file's in the search
       // path) that always subtract removed rows: it sees its own deletions.
-      for (const view of tableViews(new Set(), 'TEMP', declared)) await c.run(view);
+      for (const view of tableViews(l1, undefined, 'TEMP', declared)) await c.run(view);
       await c.run('BEGIN TRANSACTION');
       await body(c, state);
       // The file's views, for readers: rewritten only when they change (a table has its first removed
@@ -218,11 +271,16 @@ export async function writeDelta(
       // columns added also force it, as a stored view over a table that gained one no longer binds.
       const removed = (
         await c.runAndReadAll(
-          TABLE_NAMES.map((t) => `SELECT '${t}' AS t, count(*) AS n FROM removed.${t}`).join(' UNION ALL '),
+          TABLE_NAMES.map(
+            (t) =>
+              `SELECT '${t}' AS t, (SELECT count(*) FROM removed.${t})${l1 ? ` + (SELECT count(*) FROM l1.removed.${t})` : ''} AS base,
+                (SELECT count(*) FROM removed_l1.${t}) AS l1`,
+          ).join(' UNION ALL '),
         )
       ).getRows();
-      const pruned = new Set(removed.filter(([, n]) => Number(n) === 0).map(([t]) => t as TableName));
-      const views = deltaViews(pruned, declared);
+      const having = (i: number) =>
+        new Set(removed.filter((r) => Number(r[i]) > 0).map(([t]) => t as TableName));
+      const views = deltaViews(l1, { base: having(1), l1: having(2) }, declared);
       const viewsDigest = digest(views);
       if (saved?.[0] !== viewsDigest || migrated.length > 0) for (const view of views) await c.run(view);
       await c.run('DELETE FROM main.delta_state');
@@ -267,6 +325,7 @@ export async function foldDelta(
   deltaPath: string,
   next: BaseRef,
   declared: Declarations = DECLARED,
+  l1Path?: string,
 ): Promise<void> {
   const instance = await openDuckDB(basePath);
   try {
@@ -278,9 +337,15 @@ export async function foldDelta(
       if (base.baseKey !== delta.baseKey) {
         throw new Error(`the delta applies to base ${delta.baseKey}, not to ${base.baseKey}`);
       }
+      const l1 = delta.l1Key !== undefined;
+      if (l1) {
+        if (!l1Path) throw new Error(`the delta names level-1 file ${delta.l1Key}: no copy given`);
+        await c.run(`ATTACH ${sqlString(l1Path)} AS l1 (READ_ONLY)`);
+      }
       await c.run('BEGIN TRANSACTION');
       for (const t of TABLE_NAMES) {
-        await c.run(`DELETE FROM main.${t} WHERE rowid IN (SELECT rid FROM delta.removed.${t})`);
+        const removed = `SELECT rid FROM delta.removed.${t}${l1 ? ` UNION ALL SELECT rid FROM l1.removed.${t}` : ''}`;
+        await c.run(`DELETE FROM main.${t} WHERE rowid IN (${removed})`);
       }
       await c.run('COMMIT');
       await addMissingColumns(c, 'main', declared);
@@ -288,14 +353,73 @@ export async function foldDelta(
       // By name: `added.<t>` of a delta from before a column was declared lacks it (NULL here).
       for (const t of TABLE_NAMES) {
         const order = CLUSTER_ORDER[t as keyof typeof CLUSTER_ORDER];
+        const rows = l1
+          ? `SELECT * FROM l1.added.${t} WHERE rowid NOT IN (SELECT rid FROM delta.removed_l1.${t})
+             UNION ALL BY NAME SELECT * FROM delta.added.${t}`
+          : `SELECT * FROM delta.added.${t}`;
         await c.run(
-          `INSERT INTO main.${t} BY NAME SELECT * FROM delta.added.${t}${order ? ` ORDER BY ${order}` : ''}`,
+          `INSERT INTO main.${t} BY NAME SELECT * FROM (${rows})${order ? ` ORDER BY ${order}` : ''}`,
         );
       }
-      await setMeta(c, next);
+      await setMeta(c, { generation: next.generation, baseKey: next.baseKey });
       for (const view of VIEWS) await c.run(view);
       await c.run('COMMIT');
       await c.run('DETACH delta');
+      if (l1) await c.run('DETACH l1');
+      await c.run('CHECKPOINT');
+    });
+  } finally {
+    instance.closeSync();
+  }
+}
+
+/**
+ * Folds the delta into a new level-1 file at `path`: a copy of the current one (`l1Path`; none yet: an
+ * empty one) less the rows the delta removed from it, plus the delta's removed base rows and its added
+ * rows. The caller uploads it under a new key, then an empty delta that names it. Its cost is the
+ * level-1 file's size, never the base's; the base stays as it is.
+ *
+ * Not one transaction, for the reason `foldDelta` gives: the deletes (by the rowids of the copy as
+ * written) come before any ADD COLUMN.
+ */
+export async function foldIntoL1(
+  path: string,
+  basePath: string,
+  deltaPath: string,
+  l1Path: string | undefined,
+  declared: Declarations = DECLARED,
+): Promise<void> {
+  if (l1Path) await copyFile(l1Path, path);
+  const instance = await openDuckDB(path, { default_block_size: '65536' });
+  try {
+    await withConnection(instance, async (c) => {
+      await c.run(`ATTACH ${sqlString(basePath)} AS base (READ_ONLY)`);
+      await c.run(`ATTACH ${sqlString(deltaPath)} AS delta (READ_ONLY)`);
+      const delta = await baseRefOf(c, 'delta');
+      if ((delta.l1Key !== undefined) !== (l1Path !== undefined)) {
+        throw new Error(`the delta names level-1 file ${delta.l1Key ?? 'none'}, given ${l1Path ?? 'none'}`);
+      }
+      for (const ddl of deltaTables()) await c.run(ddl);
+      await c.run('BEGIN TRANSACTION');
+      if (l1Path) {
+        for (const t of TABLE_NAMES) {
+          await c.run(`DELETE FROM added.${t} WHERE rowid IN (SELECT rid FROM delta.removed_l1.${t})`);
+        }
+      }
+      await c.run('COMMIT');
+      await addMissingColumns(c, 'added', declared);
+      await c.run('BEGIN TRANSACTION');
+      for (const t of TABLE_NAMES) {
+        await c.run(`INSERT INTO removed.${t} SELECT rid FROM delta.removed.${t}`);
+        const order = CLUSTER_ORDER[t as keyof typeof CLUSTER_ORDER];
+        await c.run(
+          `INSERT INTO added.${t} BY NAME SELECT * FROM delta.added.${t}${order ? ` ORDER BY ${order}` : ''}`,
+        );
+      }
+      await setMeta(c, { generation: delta.generation, baseKey: delta.baseKey });
+      await c.run('COMMIT');
+      await c.run('DETACH delta');
+      await c.run('DETACH base');
       await c.run('CHECKPOINT');
     });
   } finally {

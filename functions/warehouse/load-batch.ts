@@ -7,9 +7,11 @@ import {
   baseGeneration,
   enrichedKey,
   isRejectsKey,
+  L1_PREFIX,
   LEGACY_KEY,
   NORMALIZED_PREFIX,
   newBaseKey,
+  newL1Key,
   parseDataKey,
 } from '../contracts/keys.js';
 import { enrichedOutputs, type Manifest, manifestSchema } from '../contracts/manifest.js';
@@ -35,13 +37,14 @@ import {
   type BaseRef,
   COMPACTION,
   type CompactionPolicy,
+  compactionDue,
   createBase,
   type DeltaState,
   digest,
   foldDelta,
+  foldIntoL1,
   readBaseRef,
   removeRows,
-  shouldCompact,
   writeDelta,
 } from './delta.js';
 import { WarehouseConflictError, type WarehouseFile, type WarehouseFiles } from './warehouse-file.js';
@@ -68,8 +71,12 @@ export interface BatchStats {
   eTag: string;
   /** The compaction that ended the batch, if one was due; the base generation the batch was written against. */
   compaction: 'none' | 'done' | 'failed';
+  /** What the compaction after the commit folded into: a new base, or a new level-1 file. */
+  compacted?: 'base' | 'l1';
   generation: number;
   attempts: number;
+  /** Seconds until the batch was committed (queryable), and until the batch ended (compaction too). */
+  committedSeconds: number;
   seconds: number;
 }
 
@@ -623,15 +630,17 @@ async function updateBaselines(c: DuckDBConnection, days: number, out: string): 
 }
 
 /**
- * One batch for the single writer: check out the delta and the base it names, apply every message to
- * the delta (each lake object version once, by the ledger), and upload the delta with a conditional
- * write — the batch's one commit point. If the delta changed underneath (another writer despite the
- * FIFO group), start again from a fresh copy. When the delta has grown enough, fold it into a new base.
+ * One batch for the single writer: check out the delta and the files it names (the base, and the
+ * level-1 file when there is one), apply every message to the delta (each lake object version once, by
+ * the ledger), and upload the delta with a conditional write — the batch's one commit point. If the
+ * delta changed underneath (another writer despite the FIFO group), start again from a fresh copy.
+ * After the commit, when due: the delta is folded into a new level-1 file (it has reached a few MB),
+ * or the delta and level-1 file into a new base (they have reached a quarter of it).
  */
 export async function loadBatch(messages: WarehouseMessage[], deps: WarehouseDeps): Promise<BatchStats> {
   const started = performance.now();
   const commit = deps.commit ?? ((file, eTag) => file.commit(eTag));
-  const { delta, bases, bucket } = deps.files;
+  const { delta, bases, l1s, bucket } = deps.files;
   for (let attempt = 1; ; attempt++) {
     const stats: BatchStats = {
       objects: 0,
@@ -642,6 +651,7 @@ export async function loadBatch(messages: WarehouseMessage[], deps: WarehouseDep
       compaction: 'none',
       generation: 0,
       attempts: attempt,
+      committedSeconds: 0,
       seconds: 0,
     };
     const work = await mkdtemp(join(deps.tmpDir, 'warehouse-'));
@@ -664,26 +674,41 @@ export async function loadBatch(messages: WarehouseMessage[], deps: WarehouseDep
         ref = await readBaseRef(delta.path);
       }
       const basePath = await bases.fetch(ref.baseKey);
+      const l1Path = ref.l1Key === undefined ? undefined : await l1s.fetch(ref.l1Key);
       stats.generation = ref.generation;
-      const { reference } = await writeDelta(delta.path, basePath, ref, async (c, state) => {
-        await refreshReference(c, await deps.reference(), state);
-        await apply(c, messages, work, stats);
-        await updateBaselines(c, deps.baselineDays, baselines);
-      });
+      const { reference } = await writeDelta(
+        delta.path,
+        basePath,
+        ref,
+        async (c, state) => {
+          await refreshReference(c, await deps.reference(), state);
+          await apply(c, messages, work, stats);
+          await updateBaselines(c, deps.baselineDays, baselines);
+        },
+        undefined,
+        l1Path,
+      );
       stats.eTag = await commit(delta, deltaETag);
-      deps.files.named = { eTag: stats.eTag, generation: ref.generation, baseKey: ref.baseKey };
+      stats.committedSeconds = (performance.now() - started) / 1000;
+      deps.files.named = { eTag: stats.eTag, ...ref };
       // Queryable from now on: the lag is measured against the upload, not the load.
       const now = Date.now();
       stats.lagSeconds = stats.lagSeconds.map((created) => (now - created) / 1000);
-      const [deltaSize, baseSize] = await Promise.all([stat(delta.path), stat(basePath)]);
-      if (
-        shouldCompact(deltaSize.size, baseSize.size, deps.compaction ?? COMPACTION) &&
-        Date.now() >= (deps.files.compactAfter ?? 0)
-      ) {
+      const size = async (path: string | undefined) => (path ? (await stat(path)).size : 0);
+      const due = compactionDue(
+        { delta: await size(delta.path), l1: await size(l1Path), base: await size(basePath) },
+        deps.compaction ?? COMPACTION,
+      );
+      if (due !== 'none' && Date.now() >= (deps.files.compactAfter ?? 0)) {
+        stats.compacted = due;
         // The batch is committed whatever happens here: a compaction that fails is tried again by a
         // later batch (the delta only grows meanwhile), never retried with this one.
         try {
-          const next = await compact(deps.files, ref, { eTag: stats.eTag, reference }, commit);
+          const folded = { eTag: stats.eTag, reference };
+          const next =
+            due === 'base'
+              ? await compact(deps.files, ref, folded, commit)
+              : await compactL1(deps.files, ref, folded, commit);
           stats.eTag = next.eTag;
           deps.files.named = next;
           stats.compaction = 'done';
@@ -695,7 +720,7 @@ export async function loadBatch(messages: WarehouseMessage[], deps: WarehouseDep
             deps.files.compactAfter = Date.now() + COMPACTION_BACKOFF_MS;
           }
           logger.error(
-            { err, error_code: 'compaction-failed', base: ref.baseKey },
+            { err, error_code: 'compaction-failed', base: ref.baseKey, level: due },
             'warehouse compaction failed',
           );
         }
@@ -718,12 +743,83 @@ const DUCKDB_TYPE = 'application/vnd.duckdb';
 const COMPACTION_BACKOFF_MS = 5 * 60 * 1000;
 
 /**
- * Folds the delta into a new base (generation + 1, a key of its own), uploads it, then commits an empty
- * delta that names it — with `If-Match` on the delta just committed, so the switch happens only if no
- * other batch came in between; otherwise the new base is abandoned. Until that commit, readers and
- * writers go on with the old base and delta: nothing is visible half-way. Returns the new delta's ETag
- * and the base it names.
- * Bases older than the one before (which readers may still hold), or abandoned, are deleted.
+ * Switches the warehouse to `next` (a new base or level-1 file, already uploaded): an empty delta that
+ * names it, committed with `If-Match` on the delta just folded — so the switch happens only if no other
+ * batch came in between; otherwise the new file is abandoned. Until then, readers and writers go on
+ * with the old files: nothing is visible half-way.
+ */
+async function switchTo(
+  files: WarehouseFiles,
+  next: BaseRef,
+  basePath: string,
+  l1Path: string | undefined,
+  folded: { eTag: string; reference: string | null },
+  commit: NonNullable<WarehouseDeps['commit']>,
+): Promise<string> {
+  await files.delta.discard();
+  // The reference data is in the folded files: the new delta carries its digest on.
+  await writeDelta(
+    files.delta.path,
+    basePath,
+    next,
+    async (_c, state) => {
+      state.reference = folded.reference;
+    },
+    undefined,
+    l1Path,
+  );
+  return commit(files.delta, folded.eTag);
+}
+
+/**
+ * Deletes the files under `prefix` (bases or level-1 files) other than those in `keep`: after a switch,
+ * the new one and the one before it (which readers may still hold). A file of another writer, not yet
+ * committed, may go too: its switch can no longer succeed (the delta it folded has changed).
+ */
+async function deleteOthers(bucket: string, prefix: string, keep: readonly (string | undefined)[]) {
+  try {
+    for (const key of await listKeys(bucket, prefix)) {
+      if (!keep.includes(key) && (prefix !== BASES_PREFIX || baseGeneration(key) !== undefined)) {
+        await deleteObject(bucket, key);
+      }
+    }
+  } catch (err) {
+    logger.warn({ err, error_code: 'cleanup-failed', prefix }, 'old warehouse files not deleted');
+  }
+}
+
+/**
+ * Folds the delta into a new level-1 file (a key of its own), uploads it, and switches to it: what a
+ * commit uploads stays a few MB however much the warehouse holds, and the base is not touched.
+ */
+async function compactL1(
+  files: WarehouseFiles,
+  ref: BaseRef,
+  folded: { eTag: string; reference: string | null },
+  commit: NonNullable<WarehouseDeps['commit']>,
+): Promise<BaseRef & { eTag: string }> {
+  const next: BaseRef = { ...ref, l1Key: newL1Key(ref.generation) };
+  const { bases, l1s, delta, bucket } = files;
+  const path = l1s.path(next.l1Key!);
+  const basePath = bases.path(ref.baseKey);
+  let eTag: string;
+  try {
+    await mkdir(dirname(path), { recursive: true });
+    await foldIntoL1(path, basePath, delta.path, ref.l1Key && l1s.path(ref.l1Key));
+    await uploadFile(bucket, next.l1Key!, path, DUCKDB_TYPE);
+    eTag = await switchTo(files, next, basePath, path, folded, commit);
+  } catch (err) {
+    await Promise.all([l1s.forget(next.l1Key!), delta.discard()]);
+    throw err;
+  }
+  await deleteOthers(bucket, L1_PREFIX, [next.l1Key, ref.l1Key]);
+  return { eTag, ...next };
+}
+
+/**
+ * Folds the delta (and the level-1 file) into a new base (generation + 1, a key of its own), uploads
+ * it, and switches to it. Bases older than the one before (which readers may still hold), or
+ * abandoned, are deleted, and level-1 files but the one just folded.
  */
 async function compact(
   files: WarehouseFiles,
@@ -732,37 +828,20 @@ async function compact(
   commit: NonNullable<WarehouseDeps['commit']>,
 ): Promise<BaseRef & { eTag: string }> {
   const next: BaseRef = { generation: ref.generation + 1, baseKey: newBaseKey(ref.generation + 1) };
-  const { bases, delta, bucket } = files;
+  const { bases, l1s, delta, bucket } = files;
   // The local copy of the current base becomes the new one (in place: bases can be large).
   await rename(bases.path(ref.baseKey), bases.path(next.baseKey));
   let eTag: string;
   try {
-    await foldDelta(bases.path(next.baseKey), delta.path, next);
+    await foldDelta(bases.path(next.baseKey), delta.path, next, undefined, ref.l1Key && l1s.path(ref.l1Key));
     await uploadFile(bucket, next.baseKey, bases.path(next.baseKey), DUCKDB_TYPE);
-    await delta.discard();
-    // The reference data is in the new base: the new delta carries its digest on.
-    await writeDelta(delta.path, bases.path(next.baseKey), next, async (_c, state) => {
-      state.reference = folded.reference;
-    });
-    eTag = await commit(delta, folded.eTag);
+    eTag = await switchTo(files, next, bases.path(next.baseKey), undefined, folded, commit);
   } catch (err) {
     // The next batch downloads what the store holds: the delta it committed and the base that names.
     await Promise.all([bases.forget(next.baseKey), delta.discard()]);
     throw err;
   }
-  try {
-    // Bases older than the previous one, and others of its generation (abandoned: never named by a
-    // committed delta). Readers may still hold the previous one; a base of the new generation or later
-    // may be another writer's, not yet committed (its switch will fail, and a later compaction deletes it).
-    for (const key of await listKeys(bucket, BASES_PREFIX)) {
-      const generation = baseGeneration(key);
-      if (generation === undefined) continue;
-      if (generation < ref.generation || (generation === ref.generation && key !== ref.baseKey)) {
-        await deleteObject(bucket, key);
-      }
-    }
-  } catch (err) {
-    logger.warn({ err, error_code: 'base-cleanup-failed' }, 'old warehouse bases not deleted');
-  }
+  await deleteOthers(bucket, BASES_PREFIX, [next.baseKey, ref.baseKey]);
+  await deleteOthers(bucket, L1_PREFIX, [ref.l1Key]);
   return { eTag, ...next };
 }

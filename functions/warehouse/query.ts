@@ -118,11 +118,14 @@ interface OpenCopies {
  * of it is global, so it holds for every connection made on the instance later; so is the time zone,
  * which a connection could no longer SET once the configuration is locked.
  */
-async function openCopies(
-  deltaPath: string,
-  fetchBase: (baseKey: string) => Promise<string>,
-): Promise<DuckDBInstance> {
-  const { instance, connection } = await openLocked(deltaPath, fetchBase);
+/** Local paths of the files a delta names, by key (downloaded when missing). */
+export interface CopyFetchers {
+  base: (key: string) => Promise<string>;
+  l1: (key: string) => Promise<string>;
+}
+
+async function openCopies(deltaPath: string, fetch: CopyFetchers): Promise<DuckDBInstance> {
+  const { instance, connection } = await openLocked(deltaPath, fetch);
   connection.closeSync();
   return instance;
 }
@@ -135,7 +138,7 @@ async function openCopies(
  */
 async function openLocked(
   deltaPath: string,
-  fetchBase: (baseKey: string) => Promise<string>,
+  fetch: CopyFetchers,
   writable?: string,
 ): Promise<{ instance: DuckDBInstance; connection: DuckDBConnection }> {
   const instance = await DuckDBInstance.create(deltaPath, { access_mode: 'READ_ONLY' });
@@ -143,10 +146,14 @@ async function openLocked(
   try {
     c = await instance.connect();
     const delta = await baseRefOf(c);
-    await c.run(`ATTACH ${sqlString(await fetchBase(delta.baseKey))} AS base (READ_ONLY)`);
+    await c.run(`ATTACH ${sqlString(await fetch.base(delta.baseKey))} AS base (READ_ONLY)`);
     const base = await baseRefOf(c, 'base', delta.baseKey);
     if (delta.baseKey !== base.baseKey) {
       throw new Error(`the delta names base ${delta.baseKey}, the copy given is ${base.baseKey}`);
+    }
+    // The level-1 file, when the delta names one: its views read it as `l1`.
+    if (delta.l1Key !== undefined) {
+      await c.run(`ATTACH ${sqlString(await fetch.l1(delta.l1Key))} AS l1 (READ_ONLY)`);
     }
     await c.run(`SET GLOBAL TimeZone = 'UTC'`);
     if (writable !== undefined) {
@@ -367,6 +374,7 @@ async function runExport(
 export class WarehouseReader {
   private readonly delta: WarehouseFile;
   private readonly bases: BaseCopies;
+  private readonly l1s: BaseCopies;
   private readonly timeoutSeconds: number;
   private current?: OpenCopies;
   private turn: Promise<unknown> = Promise.resolve();
@@ -378,7 +386,12 @@ export class WarehouseReader {
   ) {
     this.delta = new WarehouseFile(bucket, dir, DELTA_KEY, options.onDownload);
     this.bases = new BaseCopies(bucket, join(dir, 'bases'), options.onDownload);
+    this.l1s = new BaseCopies(bucket, join(dir, 'l1'), options.onDownload);
     this.timeoutSeconds = options.timeoutSeconds ?? QUERY_TIMEOUT_SECONDS;
+  }
+
+  private fetchers(): CopyFetchers {
+    return { base: (key) => this.bases.fetch(key), l1: (key) => this.l1s.fetch(key) };
   }
 
   /** Current copies, opened, with one more user; `undefined` before the first batch has been loaded. */
@@ -388,7 +401,7 @@ export class WarehouseReader {
       if (eTag !== this.current?.eTag) {
         if (this.current) this.retire(this.current);
         if (eTag !== undefined) {
-          const instance = await openCopies(this.delta.path, (key) => this.bases.fetch(key));
+          const instance = await openCopies(this.delta.path, this.fetchers());
           this.current = { instance, eTag, users: 0, retired: false };
         }
       }
@@ -494,7 +507,7 @@ export class WarehouseReader {
       const eTag = await this.delta.checkout('read-only');
       if (this.current && eTag !== this.current.eTag) this.retire(this.current);
       if (eTag === undefined) return undefined;
-      return openLocked(this.delta.path, (key) => this.bases.fetch(key), path);
+      return openLocked(this.delta.path, this.fetchers(), path);
     });
     this.turn = mine.catch(() => undefined);
     return mine;

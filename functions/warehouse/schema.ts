@@ -117,25 +117,33 @@ export const TABLE_NAMES = [
 export type TableName = (typeof TABLE_NAMES)[number];
 
 /**
- * One row: the base a delta applies to; in a base file, the base itself. `generation` counts
- * compactions.
+ * One row: the base a delta applies to (and the level-1 file, `l1_key`, when there is one); in a base
+ * or level-1 file, the base. `generation` counts compactions.
  */
-export const META = 'CREATE TABLE IF NOT EXISTS warehouse_meta (generation BIGINT, base_key VARCHAR)';
+export const META =
+  'CREATE TABLE IF NOT EXISTS warehouse_meta (generation BIGINT, base_key VARCHAR, l1_key VARCHAR)';
+/** A delta or base written before there were level-1 files lacks the column (read as NULL). */
+export const META_L1 = 'ALTER TABLE main.warehouse_meta ADD COLUMN IF NOT EXISTS l1_key VARCHAR';
 
 /**
  * The delta file's own tables, created from the base attached as `base`: `added.<t>` holds the rows
- * added since the base was written, `removed.<t>` the rowids of base rows deleted since; `delta_state`
+ * added since the base was written, `removed.<t>` the rowids of base rows deleted since, and
+ * `removed_l1.<t>` the rowids of rows of the level-1 file's `added.<t>` deleted since; `delta_state`
  * what the writer keeps between batches (digests of the views and the reference data it last wrote).
+ * A level-1 file has the same tables (its `removed_l1` stay empty).
  */
 export function deltaTables(): string[] {
   return [
     'CREATE SCHEMA IF NOT EXISTS added',
     'CREATE SCHEMA IF NOT EXISTS removed',
+    'CREATE SCHEMA IF NOT EXISTS removed_l1',
     META,
+    META_L1,
     'CREATE TABLE IF NOT EXISTS main.delta_state (views VARCHAR, reference VARCHAR)',
     ...TABLE_NAMES.flatMap((t) => [
       `CREATE TABLE IF NOT EXISTS added.${t} AS SELECT * FROM base.main.${t} LIMIT 0`,
       `CREATE TABLE IF NOT EXISTS removed.${t} (rid BIGINT)`,
+      `CREATE TABLE IF NOT EXISTS removed_l1.${t} (rid BIGINT)`,
     ]),
   ];
 }
@@ -161,8 +169,19 @@ export function addColumnSql(qualified: string, column: Column): string {
 }
 
 /**
- * One view per table, under the table's name: the base's rows (less the removed ones, unless the table
- * is `pruned`: it has none) followed by the added ones.
+ * Which row sets a view must subtract: `base` (the delta's and the level-1 file's removed base rows)
+ * and `l1` (the delta's removed level-1 rows). A table missing from a set has no such rows, and its
+ * view skips that anti-join (the writer knows, when it finishes a batch); by default every view has both.
+ */
+export interface Removals {
+  base?: ReadonlySet<TableName>;
+  l1?: ReadonlySet<TableName>;
+}
+
+/**
+ * One view per table, under the table's name: the base's rows (less the removed ones), then those the
+ * level-1 file added (less the removed ones) when `l1` — a level-1 file is attached as `l1` — then the
+ * added ones.
  *
  * By name, not by position: a base is never changed, so one written before a column was declared lacks
  * it while `added.<t>` has it; UNION ALL BY NAME reads the base's rows with NULL there. The canonical
@@ -173,13 +192,25 @@ export function addColumnSql(qualified: string, column: Column): string {
  * files have and the declaration no longer names is not shown.
  */
 export function tableViews(
-  pruned: ReadonlySet<TableName>,
+  l1: boolean,
+  removals?: Removals,
   kind: 'TEMP' | '' = '',
   declared: Declarations = DECLARED,
 ): string[] {
   return TABLE_NAMES.map((t) => {
-    const union = `SELECT * FROM base.main.${t}${pruned.has(t) ? '' : ` WHERE rowid NOT IN (SELECT rid FROM removed.${t})`}
-        UNION ALL BY NAME SELECT * FROM added.${t}`;
+    const removedBase = l1
+      ? `SELECT rid FROM removed.${t} UNION ALL SELECT rid FROM l1.removed.${t}`
+      : `SELECT rid FROM removed.${t}`;
+    const parts = [
+      `SELECT * FROM base.main.${t}${removals?.base && !removals.base.has(t) ? '' : ` WHERE rowid NOT IN (${removedBase})`}`,
+      ...(l1
+        ? [
+            `SELECT * FROM l1.added.${t}${removals?.l1 && !removals.l1.has(t) ? '' : ` WHERE rowid NOT IN (SELECT rid FROM removed_l1.${t})`}`,
+          ]
+        : []),
+      `SELECT * FROM added.${t}`,
+    ];
+    const union = parts.join('\n        UNION ALL BY NAME ');
     const body = isCanonical(t)
       ? `SELECT ${declared[t].map((c) => quote(c.name)).join(', ')} FROM (${union})`
       : union;
@@ -187,13 +218,7 @@ export function tableViews(
   });
 }
 
-/**
- * The delta file's views: the tables (`tableViews`), then VIEWS over those. `pruned` tables have no
- * removed rows, and their view skips the anti-join (the writer knows, when it finishes a batch).
- */
-export function deltaViews(
-  pruned: ReadonlySet<TableName> = new Set(),
-  declared: Declarations = DECLARED,
-): string[] {
-  return [...tableViews(pruned, '', declared), ...VIEWS];
+/** The delta file's views: the tables (`tableViews`), then VIEWS over those. */
+export function deltaViews(l1: boolean, removals: Removals, declared: Declarations = DECLARED): string[] {
+  return [...tableViews(l1, removals, '', declared), ...VIEWS];
 }

@@ -171,8 +171,10 @@ export class BaseCopies {
 export class WarehouseFiles {
   readonly delta: WarehouseFile;
   readonly bases: BaseCopies;
-  /** The base the delta committed last named, by the delta's ETag (saves opening it to read). */
-  named?: { eTag: string; baseKey: string; generation: number };
+  /** Copies of level-1 files (a cache of their own: each keeps its current and previous copy). */
+  readonly l1s: BaseCopies;
+  /** The files the delta committed last named, by the delta's ETag (saves opening it to read). */
+  named?: { eTag: string; baseKey: string; generation: number; l1Key?: string };
   /** No compaction before this time (ms since the epoch): set after one failed. */
   compactAfter?: number;
 
@@ -182,5 +184,6 @@ export class WarehouseFiles {
   ) {
     this.delta = new WarehouseFile(bucket, dir, DELTA_KEY);
     this.bases = new BaseCopies(bucket, join(dir, 'bases'));
+    this.l1s = new BaseCopies(bucket, join(dir, 'l1'));
   }
 }

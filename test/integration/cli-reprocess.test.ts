@@ -270,7 +270,8 @@ describe('telemetry-pipeline reprocess', () => {
     ).toEqual([{ n: '55', unit: 'F', unit_max: 'F' }]);
     expect(await count(`SELECT count(*) AS n FROM rejects WHERE source_key = '${A}'`)).toBe(5);
     expect(await count(`SELECT count(*) AS n FROM events WHERE source_key = '${B}'`)).toBe(60);
-    expect(await count(`SELECT count(DISTINCT lake_key) AS n FROM events WHERE source_key = '${B}'`)).toBe(2);
+    // Two UTC days of one month: one lake object.
+    expect(await count(`SELECT count(DISTINCT lake_key) AS n FROM events WHERE source_key = '${B}'`)).toBe(1);
 
     await writeFile(join(config, 'factories.yaml'), FIXED_RULES);
     // Uploading the same bytes again changes nothing: the ETL knows that version.
@@ -299,13 +300,13 @@ describe('telemetry-pipeline reprocess', () => {
     ]);
     expect((await manifestOf(A))?.reprocess?.id).toBe(report.run.id);
 
-    // A: every line once, in the plant's zone (two UTC days: two lake objects), the unit from the line.
+    // A: every line once, in the plant's zone (two UTC days of one month: one lake object), the unit from the line.
     expect(
       await stack.queryWarehouse(`SELECT count(*) AS n, count(DISTINCT source_line) AS lines,
           count(DISTINCT lake_key) AS objects, min(unit) AS unit, max(unit) AS unit_max,
           CAST(min(ts) AS VARCHAR) AS first FROM readings WHERE source_key = '${A}'`),
     ).toEqual([
-      { n: '60', lines: '60', objects: '2', unit: 'C', unit_max: 'C', first: '2024-03-03 23:00:00+00' },
+      { n: '60', lines: '60', objects: '1', unit: 'C', unit_max: 'C', first: '2024-03-03 23:00:00+00' },
     ]);
     expect(await count(`SELECT count(*) AS n FROM rejects WHERE source_key = '${A}'`)).toBe(0);
     // B: readings now, one object; its events (and their lake objects) are gone.
@@ -326,7 +327,7 @@ describe('telemetry-pipeline reprocess', () => {
       { source_key: B, kind: 'manifest', n: '1' },
       { source_key: B, kind: 'readings', n: '1' },
       { source_key: A, kind: 'manifest', n: '1' },
-      { source_key: A, kind: 'readings', n: '2' },
+      { source_key: A, kind: 'readings', n: '1' },
     ]);
     expect(
       await stack.queryWarehouse(
@@ -401,12 +402,13 @@ describe('telemetry-pipeline reprocess', () => {
       wait: true,
     });
     expect(report.objects).toEqual([A]);
-    expect(report.messages).toBe(3);
+    // The manifest and the file's one enriched object.
+    expect(report.messages).toBe(2);
     expect(report.wait?.pending).toEqual([]);
     const [after] = await stack.queryWarehouse(loadedAt);
     expect(String(after!.t) > String(before!.t)).toBe(true);
     expect(await count(`SELECT count(*) AS n FROM readings WHERE source_key = '${A}'`)).toBe(60);
-    expect(await count(`SELECT count(*) AS n FROM ledger WHERE source_key = '${A}'`)).toBe(3);
+    expect(await count(`SELECT count(*) AS n FROM ledger WHERE source_key = '${A}'`)).toBe(2);
     await drained();
     // The file still 02/28 was never sent by any run above.
     expect(await manifestOf(OLDER)).toBeUndefined();

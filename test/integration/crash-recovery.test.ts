@@ -49,6 +49,8 @@ beforeAll(async () => {
     RECONCILE_GRACE_SECONDS: '5',
     RECONCILE_MAX_DEFER_SECONDS: '60',
     LOCAL_RETRY_DELAY_SECONDS: '1',
+    // The delta folds into a new level-1 file every few batches, so kills land in those folds too.
+    WAREHOUSE_DELTA_MAX_BYTES: String(256 * 1024),
   });
   Object.assign(process.env, {
     S3_ENDPOINT: stack.s3Endpoint,
@@ -112,6 +114,9 @@ describe('kill -9 of the whole embedded stack', () => {
         "SELECT source_key, count(*) AS n FROM manifests WHERE source_key LIKE 'crash/%' GROUP BY ALL HAVING count(*) > 1",
       ),
     ).toEqual([]);
+    // The delta was folded into level-1 files along the way (kills may have hit those folds).
+    const [meta] = await queryWarehouse('SELECT l1_key FROM warehouse_meta');
+    expect(meta?.l1_key).toMatch(/^l1\//);
     expect((await stack.health()).status).toBe('ok');
   }, 360_000);
 

@@ -34,7 +34,7 @@ describe('raw upload → normalized Parquet (embedded S3 + SQS)', () => {
       lines: { total: 500, loaded: 495, rejected: 5 },
     });
     const readings = m.outputs.filter((k) =>
-      k.startsWith('normalized/readings/factory=plant-a/date=2024-01-02/'),
+      k.startsWith('normalized/readings/factory=plant-a/month=2024-01/'),
     );
     expect(readings).toHaveLength(1);
     const rows = await stack.queryParquet(

@@ -95,10 +95,10 @@ describe('raw upload → enriched rows in the DuckDB warehouse', () => {
     expect(ledger!.n).toBe(ledger!.keys);
   });
 
-  it('a file spanning 40 days: one lake object per day, one enrich pass, one warehouse commit', async () => {
+  it('a file spanning 40 days: one lake object per month, one enrich pass, one warehouse commit', async () => {
     const key = 'span/2024/03/04/year.jsonl';
-    // 40 days × 30 readings, two devices; the ETL writes one object per day (a partitioned COPY
-    // beyond 8 days), enrich writes their enriched objects in one pass, the writer loads all in one commit.
+    // 40 days × 30 readings, two devices; the ETL writes one object per month (January, February),
+    // enrich writes their enriched objects in one pass, the writer loads both in one commit.
     const lines = Array.from({ length: 1200 }, (_, i) =>
       JSON.stringify({
         ts: new Date(
@@ -114,13 +114,16 @@ describe('raw upload → enriched rows in the DuckDB warehouse', () => {
     const [loaded] =
       await stack.queryWarehouse(`SELECT count(*) AS rows, count(DISTINCT source_line) AS lines,
         count(DISTINCT lake_key) AS objects, count(DISTINCT date) AS days FROM readings WHERE source_key = '${key}'`);
-    expect(loaded).toEqual({ rows: '1200', lines: '1200', objects: '40', days: '40' });
+    expect(loaded).toEqual({ rows: '1200', lines: '1200', objects: '2', days: '40' });
     // One ledger row per object and one for the manifest, all written by the same commit (one `now()`).
     const [ledger] = await stack.queryWarehouse(`SELECT count(*) AS n, count(DISTINCT lake_key) AS keys,
         count(DISTINCT loaded_at) AS commits, sum(rows) FILTER (kind = 'readings') AS rows
         FROM ledger WHERE source_key = '${key}'`);
-    expect(ledger).toEqual({ n: '41', keys: '41', commits: '1', rows: '1200' });
-    expect(await stack.list('lake', 'enriched/readings/factory=span/')).toHaveLength(40);
+    expect(ledger).toEqual({ n: '3', keys: '3', commits: '1', rows: '1200' });
+    expect((await stack.list('lake', 'enriched/readings/factory=span/')).map((o) => o.key)).toEqual([
+      expect.stringMatching(/^enriched\/readings\/factory=span\/month=2024-01\//),
+      expect.stringMatching(/^enriched\/readings\/factory=span\/month=2024-02\//),
+    ]);
   });
 
   it('a replayed notification or warehouse message adds no rows', async () => {
@@ -470,6 +473,71 @@ describe('the warehouse files: bases, and a delta each batch uploads', () => {
     ).toEqual(['a', 'b', 'c'].map((x) => ({ lake_key: `delta-test/${x}.parquet`, n: '1' })));
   });
 
+  it('a delta past its size folds into a level-1 file: commits stay small, the base untouched', async () => {
+    const { loadBatch } = await import('../../functions/warehouse/load-batch.js');
+    const { listKeys } = await import('../../functions/core/s3.js');
+    const l1Files = async () => (await listKeys(bucket, 'l1/')).sort();
+    const l1Key = async () =>
+      (await stack.queryWarehouse('SELECT l1_key FROM warehouse_meta', bucket))[0]?.l1_key as string | null;
+    const deps = await writer();
+    // Every batch folds its delta into a new level-1 file; no base is due.
+    const l1Always = { minBytes: Number.MAX_SAFE_INTEGER, baseFraction: 1, deltaMaxBytes: 0 };
+    const base = await baseKey();
+    const before = await totals();
+    const sum = (rows: Record<string, unknown>[]) => rows.reduce((n, r) => n + Number(r.n), 0);
+    expect(
+      await loadBatch([await lakeObject('0k1', 40, 0)], { ...deps, compaction: l1Always }),
+    ).toMatchObject({
+      compaction: 'done',
+    });
+    const first = await l1Key();
+    expect(first).toMatch(/^l1\/telemetry-/);
+    expect(
+      await loadBatch([await lakeObject('0k2', 30, 0)], { ...deps, compaction: l1Always }),
+    ).toMatchObject({
+      compaction: 'done',
+    });
+    const second = await l1Key();
+    expect(second).not.toBe(first);
+    // The previous level-1 file is kept for readers that still hold it; older ones go.
+    expect(await l1Files()).toEqual([first, second].sort());
+    // A new version of k1's object: its rows, now in the level-1 file, are replaced (removed by rowid).
+    expect(
+      await loadBatch([await lakeObject('0k1', 5, 100)], { ...deps, compaction: l1Always }),
+    ).toMatchObject({
+      compaction: 'done',
+    });
+    const rows = await totals();
+    expect(rows.filter((r) => String(r.source_key).startsWith('src/0k'))).toEqual([
+      { source_key: 'src/0k1', n: '5', v: 510 },
+      { source_key: 'src/0k2', n: '30', v: 435 },
+    ]);
+    expect(sum(rows)).toBe(sum(before) + 35);
+    expect(await baseKey()).toBe(base);
+    // A batch that only adds to the delta reads through all three files.
+    await loadBatch([await lakeObject('0k3', 2, 0)], deps);
+    expect(sum(await totals())).toBe(sum(before) + 37);
+    // The base compaction folds the level-1 file and the delta into a new base; no level-1 file is left.
+    expect(await loadBatch([await lakeObject('0k4', 1, 0)], { ...deps, compaction: always })).toMatchObject({
+      compaction: 'done',
+    });
+    expect(await baseKey()).not.toBe(base);
+    expect(await l1Key()).toBeNull();
+    expect((await totals()).filter((r) => String(r.source_key).startsWith('src/0k'))).toEqual([
+      { source_key: 'src/0k1', n: '5', v: 510 },
+      { source_key: 'src/0k2', n: '30', v: 435 },
+      { source_key: 'src/0k3', n: '2', v: 1 },
+      { source_key: 'src/0k4', n: '1', v: 0 },
+    ]);
+    expect(await l1Files()).toHaveLength(1); // the one the previous delta named, for readers holding it
+    expect(
+      await stack.queryWarehouse(
+        `SELECT count(*) AS n, count(DISTINCT lake_key) AS k FROM ledger WHERE lake_key LIKE 'delta-test/0k%'`,
+        bucket,
+      ),
+    ).toEqual([{ n: '4', k: '4' }]);
+  });
+
   it('a warehouse from before the delta: its single file becomes the first base, as is', async () => {
     const { loadBatch } = await import('../../functions/warehouse/load-batch.js');
     const { TABLES, VIEWS } = await import('../../functions/warehouse/schema.js');
@@ -600,14 +668,13 @@ describe('the warehouse files: bases, and a delta each batch uploads', () => {
     expect(await loadBatch([await lakeObject('i', 1, 0)], { ...a, compaction: always })).toMatchObject({
       compaction: 'done',
     });
-    // Bases older than the previous one are deleted: not yet the two abandoned ones, which have the
-    // new base's generation (one could have been another writer's, about to be committed)…
+    // After a switch, the new base and the previous one (readers may hold it) are kept, and the
+    // abandoned ones go: another writer's base, not committed yet, could no longer be (the delta it
+    // folded has changed since).
     const third = await baseKey();
-    expect(await bases()).toHaveLength(4);
-    expect(await bases()).toEqual(expect.arrayContaining([key, third]));
-    // …but at the next compaction.
+    expect(await bases()).toEqual([key, third].sort());
     await loadBatch([await lakeObject('j', 1, 0)], { ...a, compaction: always });
-    expect(await bases()).toEqual([third, await baseKey()]);
+    expect(await bases()).toEqual([third, await baseKey()].sort());
     expect(await totals()).toEqual([
       ...all,
       ...['h', 'i', 'j'].map((x) => ({ source_key: `src/${x}`, n: '1', v: 0 })),

@@ -269,11 +269,10 @@ describe('output files', () => {
   const day = (d: number) =>
     `{"ts":"2024-01-${String(d).padStart(2, '0')}T10:00:00Z","device":"p","metric":"m","value":${d}}`;
 
-  it('writes one file per UTC day, named after the input object', async () => {
+  it('writes one file per UTC month, named after the input object; each row keeps its day', async () => {
     const r = await etlText(`${day(2)}\n${day(3)}\n${day(2)}\nbad\n`);
     expect(r.result.files.map((f) => f.key)).toEqual([
-      'normalized/readings/factory=plant/date=2024-01-02/test.parquet',
-      'normalized/readings/factory=plant/date=2024-01-03/test.parquet',
+      'normalized/readings/factory=plant/month=2024-01/test.parquet',
       'quarantine/rejects/factory=plant/test.parquet',
     ]);
     expect(r.readings.map((x) => [x.ts, x.source_line])).toEqual([
@@ -283,7 +282,7 @@ describe('output files', () => {
     ]);
   });
 
-  it('puts each row in its UTC day, before 1970 and either side of midnight too', async () => {
+  it('puts each row in its UTC day and month, before 1970 and either side of midnight too', async () => {
     const at = (ts: string, v: number) => `{"ts":"${ts}","device":"p","metric":"m","value":${v}}`;
     const r = await etlText(
       [
@@ -297,23 +296,39 @@ describe('output files', () => {
       },
     );
     expect(r.result.files.map((f) => f.key.split('/')[3])).toEqual([
-      'date=1969-12-31',
-      'date=1970-01-01',
-      'date=2024-01-02',
+      'month=1969-12',
+      'month=1970-01',
+      'month=2024-01',
     ]);
     expect(r.result.rows.readings).toBe(4);
   });
 
-  it('still writes one file per day, every row once, when a file spans many days', async () => {
+  it('a file spanning many days is one object per month, every row once', async () => {
     const days = Array.from({ length: 20 }, (_, i) => i + 1);
     const r = await etlText(`${days.map(day).join('\n')}\n`);
-    const files = r.result.files.map((f) => f.key);
-    expect(files).toHaveLength(20);
-    expect(new Set(files.map((f) => f.split('/')[3]))).toEqual(
-      new Set(days.map((d) => `date=2024-01-${String(d).padStart(2, '0')}`)),
-    );
+    // (The test's batches are tiny: an object per batch, all of them in January.)
+    const keys = r.result.files.map((f) => f.key);
+    expect(keys.length).toBeGreaterThan(0);
+    for (const k of keys)
+      expect(k).toMatch(/^normalized\/readings\/factory=plant\/month=2024-01\/test(-\d+)?\.parquet$/);
     expect(r.readings.map((x) => x.value)).toEqual(days);
     expect(r.result.rows.readings).toBe(20);
+  });
+
+  it('a file spanning years is one object per month (a partitioned write beyond 8), every row once', async () => {
+    // One reading on the 1st of each month for 30 months.
+    const lines = Array.from({ length: 30 }, (_, i) => {
+      const at = new Date(Date.UTC(2022, i, 1, 12)).toISOString();
+      return `{"ts":"${at}","device":"p","metric":"m","value":${i}}`;
+    });
+    const r = await etlText(`${lines.join('\n')}\n`);
+    const keys = r.result.files.map((f) => f.key).sort();
+    expect(keys).toHaveLength(30);
+    expect(keys[0]).toMatch(/^normalized\/readings\/factory=plant\/month=2022-01\/test[^/]*\.parquet$/);
+    expect(keys.at(-1)).toMatch(/\/month=2024-06\//);
+    expect(r.readings.map((x) => x.value).sort((a, b) => Number(a) - Number(b))).toEqual(
+      lines.map((_, i) => i),
+    );
   });
 });
 
@@ -378,9 +393,9 @@ describe('batches', () => {
     const r = await etlText(`${lines.join('\n')}\n`);
     const names = r.result.files.filter((f) => f.kind === 'readings').map((f) => f.key);
     expect(names.length).toBeGreaterThan(3);
-    expect(names[0]).toBe('normalized/readings/factory=plant/date=2024-01-02/test.parquet');
+    expect(names[0]).toBe('normalized/readings/factory=plant/month=2024-01/test.parquet');
     expect(names.slice(1)).toEqual(
-      names.slice(1).map((_, b) => `normalized/readings/factory=plant/date=2024-01-02/test-${b + 1}.parquet`),
+      names.slice(1).map((_, b) => `normalized/readings/factory=plant/month=2024-01/test-${b + 1}.parquet`),
     );
     expect(r.result.lines).toEqual({ total: 120, loaded: 116, rejected: 4, blank: 0, header: 0 });
     expect(r.readings.map((x) => Number(x.source_line))).toEqual(

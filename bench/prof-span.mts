@@ -1,0 +1,13 @@
+import './env.js';
+delete process.env.S3_ENDPOINT; delete process.env.SQS_ENDPOINT;
+const { startRuntime } = await import('../local/runtime.js');
+const { registry } = await import('../functions/core/telemetry.js');
+const { spanFile, uploadToQueryable } = await import('./load.js');
+const { queryLocal } = await import('../local/query.js');
+const rt = await startRuntime();
+const q = async (sql: string) => (await queryLocal(sql)).rows;
+const days = Number(process.argv[2] ?? 365);
+for (let i = 0; i < 2; i++) console.log('seconds', await uploadToQueryable(rt, q, `span/2026/01/01/f${i}.jsonl`, spanFile(50000, days, i)));
+const m = await registry.getMetricsAsJSON();
+for (const x of m) if (/function_duration_seconds|stage_duration/.test(x.name)) for (const v of x.values as any[]) if (/_sum|_count/.test(v.metricName ?? '')) console.log(v.metricName, JSON.stringify(v.labels), v.value);
+await rt.stop(); process.exit(0);
