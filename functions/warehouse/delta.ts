@@ -29,23 +29,26 @@ import {
 /**
  * When the delta and the level-1 file are folded into a new base: together they have reached
  * `minBytes` and `baseFraction` of the base. Before that, the delta is folded into a new level-1 file
- * whenever it reaches `deltaMaxBytes`.
+ * whenever it reaches `deltaMaxBytes` and `l1Fraction` of the level-1 file.
  */
 export interface CompactionPolicy {
   minBytes: number;
   baseFraction: number;
   deltaMaxBytes?: number;
+  l1Fraction?: number;
 }
 
 /**
- * At these values a base upload is paid once per quarter of its size appended (amortized: each
- * appended byte is uploaded at most ≈ 5 times in bases), a level-1 upload once per 8 MB appended, and
- * a commit uploads a delta of at most ≈ 8 MB whatever the warehouse holds.
+ * At these values a base upload is paid once per quarter of its size appended (each appended byte is
+ * uploaded at most ≈ 5 times in bases), a level-1 upload once per eighth of its size appended (at most
+ * ≈ 9 times in level-1 files), and a commit uploads a delta of at most 8 MB — or an eighth of the
+ * level-1 file, a thirty-second of the base, in a warehouse of more than 2 GB.
  */
 export const COMPACTION: CompactionPolicy = {
   minBytes: 64 * 1024 * 1024,
   baseFraction: 0.25,
   deltaMaxBytes: 8 * 1024 * 1024,
+  l1Fraction: 0.125,
 };
 
 /** What is due after a commit: a new base, a new level-1 file, or nothing. */
@@ -54,7 +57,8 @@ export function compactionDue(
   policy: CompactionPolicy,
 ): 'base' | 'l1' | 'none' {
   if (sizes.delta + sizes.l1 >= Math.max(policy.minBytes, sizes.base * policy.baseFraction)) return 'base';
-  return sizes.delta >= (policy.deltaMaxBytes ?? Number.POSITIVE_INFINITY) ? 'l1' : 'none';
+  const l1Due = Math.max(policy.deltaMaxBytes ?? Number.POSITIVE_INFINITY, sizes.l1 * (policy.l1Fraction ?? 0));
+  return sizes.delta >= l1Due ? 'l1' : 'none';
 }
 
 /**
