@@ -127,7 +127,9 @@ function referenceSelect(path: string, format: Format, key: string, timeZone: st
   const tz = sqlString(timeZone);
   const common = `'bench' AS factory, ${sqlString(key)} AS source_key, NULL::BIGINT AS source_line`;
   const date = (ts: string) => `CAST(CAST(timezone('UTC', ${ts}) AS DATE) AS VARCHAR) AS date`;
-  const events = (src: string) => `SELECT ts, factory, device, severity, ${SEVERITY_NAMES}[severity + 1] AS severity_name,
+  const events = (
+    src: string,
+  ) => `SELECT ts, factory, device, severity, ${SEVERITY_NAMES}[severity + 1] AS severity_name,
       code, component, message, NULL::JSON AS attributes, source_key, source_line, ${date('ts')},
       severity_raw, 1 AS source_lines
     FROM (${src}) WHERE ts IS NOT NULL`;

@@ -443,7 +443,14 @@ if (want('stack')) {
         'bounded: second half ≤ first + 10',
         second <= first + 10,
       );
-      report('  peak RSS of the stack (one process)', `${r.maxRssMB.toFixed(0)} MB`, '', undefined, 'reported', undefined);
+      report(
+        '  peak RSS of the stack (one process)',
+        `${r.maxRssMB.toFixed(0)} MB`,
+        '',
+        undefined,
+        'reported',
+        undefined,
+      );
     }
 
     // 5c. A file spanning a year against a file of the same size spanning a day: upload → queryable.
@@ -583,9 +590,7 @@ if (want('stack')) {
         big.meanCommit / empty.meanCommit <= 1.5,
       );
       const foldLine = (w: typeof big) =>
-        w.folds.length === 0
-          ? 'none'
-          : w.folds.map((f) => `${f.level} ${f.seconds.toFixed(2)} s`).join(', ');
+        w.folds.length === 0 ? 'none' : w.folds.map((f) => `${f.level} ${f.seconds.toFixed(2)} s`).join(', ');
       report(
         '  after commits: folds into a new level-1 file or base (off the commit, before the next batch)',
         foldLine(big),

@@ -2,7 +2,7 @@ import { mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import type { DuckDBConnection, DuckDBTimestampTZValue } from '@duckdb/node-api';
 import type { FieldRef, Mapping } from '../contracts/factories.js';
-import { dataKey, dataPath, NORMALIZED_PREFIX, rejectsKey } from '../contracts/keys.js';
+import { dataKey, dataPath, rejectsKey } from '../contracts/keys.js';
 import { severityNameSql } from '../contracts/severity.js';
 import { columnsAt, type DataTable, selectList } from '../contracts/tables.js';
 import { sqlString } from '../core/duckdb.js';

@@ -57,7 +57,10 @@ export function compactionDue(
   policy: CompactionPolicy,
 ): 'base' | 'l1' | 'none' {
   if (sizes.delta + sizes.l1 >= Math.max(policy.minBytes, sizes.base * policy.baseFraction)) return 'base';
-  const l1Due = Math.max(policy.deltaMaxBytes ?? Number.POSITIVE_INFINITY, sizes.l1 * (policy.l1Fraction ?? 0));
+  const l1Due = Math.max(
+    policy.deltaMaxBytes ?? Number.POSITIVE_INFINITY,
+    sizes.l1 * (policy.l1Fraction ?? 0),
+  );
   return sizes.delta >= l1Due ? 'l1' : 'none';
 }
 
