@@ -8,7 +8,13 @@ import { logger } from '../functions/core/logger.js';
 import { parseS3Notification } from '../functions/core/s3-event.js';
 import { metrics, registry } from '../functions/core/telemetry.js';
 import type { ReconcileReport } from '../functions/reconcile/reconcile.js';
-import { type FunctionName, type FunctionSpec, type QueueName, topology } from '../topology/topology.js';
+import {
+  type FunctionName,
+  type FunctionSpec,
+  type QueueName,
+  retentionRules,
+  topology,
+} from '../topology/topology.js';
 import { refusal } from './auth.js';
 import { BucketPoller } from './bucket-poller.js';
 import { type Emulator, startS3, startSqs } from './emulators.js';
@@ -18,6 +24,7 @@ import { json, type Route, startHttpServer } from './http-server.js';
 import { NotificationRouter } from './notifications.js';
 import { ReconcileLoop } from './reconcile-loop.js';
 import { dlqUrl, ensureBuckets, ensureQueues, localS3, localSqs } from './resources.js';
+import { scheduleRetention, sweepRetention } from './retention.js';
 import { scheduledEvent, startSchedule } from './scheduler.js';
 import { DEFAULT_KEY, exportFunctionEnv, type LocalSettings, localSettings } from './settings.js';
 import { verifySigV4 } from './sigv4.js';
@@ -90,6 +97,9 @@ export async function startRuntime(
     if (settings.embeddedSqs) emulators.push(await startSqs(settings));
     if (settings.embeddedS3) emulators.push(await startS3(settings, onCreated));
     await ensureBuckets(s3);
+    // Retention: what S3 lifecycle rules do deployed (the same rules, `RETENTION_DAYS` included).
+    const retention = retentionRules(process.env.RETENTION_DAYS);
+    stopSchedules.push(scheduleRetention(() => sweepRetention(s3, retention, (b) => b)));
     const queueUrls = await ensureQueues(sqs);
     exportFunctionEnv(settings, queueUrls);
     // The api function's overview reads the dead-letter queues' depths too (deployed: set by the stack).

@@ -11,6 +11,7 @@ import {
   type FunctionSpec,
   linkName,
   type QueueName,
+  retentionRules,
   topology,
 } from '../topology/topology.js';
 
@@ -21,8 +22,21 @@ const CONFIG_IN_LAMBDA = '/var/task/config';
 const DASHBOARD_IN_LAMBDA = '/var/task/dashboard';
 
 export function pipeline() {
+  // Retention: the topology's days, overridden per stage with RETENTION_DAYS at deploy time.
+  const retention = retentionRules(process.env.RETENTION_DAYS);
   const buckets = Object.fromEntries(
-    topology.buckets.map((name) => [name, new sst.aws.Bucket(linkName('bucket', name))]),
+    topology.buckets.map((name) => [
+      name,
+      new sst.aws.Bucket(linkName('bucket', name), {
+        lifecycle: retention
+          .filter((r) => r.bucket === name)
+          .map((r) => ({
+            id: `expire-${r.prefix.replace(/[^a-z0-9]+/gi, '-').replace(/-$/, '') || 'all'}`,
+            ...(r.prefix ? { prefix: r.prefix } : {}),
+            expiresIn: `${r.days} days` as const,
+          })),
+      }),
+    ]),
   ) as Record<BucketName, sst.aws.Bucket>;
 
   const queues = {} as Record<QueueName, sst.aws.Queue>;
@@ -109,6 +123,7 @@ export function pipeline() {
         ...watch.environment,
       },
       ...(watch.permissions ? { permissions: watch.permissions } : {}),
+      concurrency: { reserved: spec.reservedConcurrency },
       nodejs: { install: NATIVE },
     };
   };

@@ -47,6 +47,19 @@ export interface FunctionSpec {
    * `sqs:GetQueueAttributes` on them and nothing else (not a link, which would let it send and receive).
    */
   watches?: readonly QueueName[];
+  /**
+   * Deployed: the function's reserved concurrency — at most this many invocations at once, and that many
+   * kept for it whatever else the account runs (docs/deploy.md, "Concurrency"). Locally, invocations of
+   * a function run one batch at a time.
+   */
+  reservedConcurrency: number;
+}
+
+/** Objects under `prefix` in a bucket expire this many days after they were written. */
+export interface RetentionRule {
+  bucket: BucketName;
+  prefix: string;
+  days: number;
 }
 
 export const topology = {
@@ -71,12 +84,31 @@ export const topology = {
       filter: { prefix: 'manifests/', suffix: '.json' },
     },
   ] satisfies NotificationSpec[],
+  /**
+   * What expires, in days after an object was written (default; `RETENTION_DAYS` overrides per stage:
+   * `retentionRules`). Deployed these are the buckets' S3 lifecycle rules; the local runtime deletes the
+   * same objects itself (`local/retention.ts`). Not listed, kept: manifests (the file accounting the
+   * reconciler and the warehouse read), reference data, fetch and reconciler state, the warehouse files
+   * (the writer deletes bases and level-1 files it no longer names).
+   */
+  retention: [
+    // Raw files: reprocessing needs them; after a month the lake holds what they made.
+    { bucket: 'raw', prefix: '', days: 30 },
+    // Rejected lines and quarantined files: for the owner to look at, then gone.
+    { bucket: 'lake', prefix: 'quarantine/', days: 90 },
+    // Failure records of dead letters: SQS keeps a message at most 14 days.
+    { bucket: 'lake', prefix: 'failures/', days: 14 },
+    // The lake's history (Athena reads all of it; the warehouse only what it loaded).
+    { bucket: 'lake', prefix: 'normalized/', days: 730 },
+    { bucket: 'lake', prefix: 'enriched/', days: 730 },
+  ] satisfies RetentionRule[],
   functions: {
     // Every minute; each source's own cron in factories.yaml decides whether it is due.
     schedule: {
       handler: 'schedule',
       memoryMB: 256,
       timeoutSeconds: 60,
+      reservedConcurrency: 1,
       storageMB: 512,
       trigger: { schedule: 'rate(1 minute)' },
       links: { buckets: [], queues: ['fetch'] },
@@ -85,6 +117,7 @@ export const topology = {
       handler: 'fetch',
       memoryMB: 1024,
       timeoutSeconds: 900,
+      reservedConcurrency: 2,
       storageMB: 10240,
       // One source per invocation: a slow or failing source never holds up another.
       trigger: { queue: 'fetch', batchSize: 1, batchWindowSeconds: 0 },
@@ -95,6 +128,7 @@ export const topology = {
       handler: 'etl',
       memoryMB: 2048,
       timeoutSeconds: 300,
+      reservedConcurrency: 20,
       storageMB: 4096,
       trigger: { queue: 'etl', batchSize: 10, batchWindowSeconds: 0 },
       links: { buckets: ['raw', 'lake'], queues: [] },
@@ -103,6 +137,7 @@ export const topology = {
       handler: 'enrich',
       memoryMB: 2048,
       timeoutSeconds: 300,
+      reservedConcurrency: 10,
       storageMB: 4096,
       trigger: { queue: 'enrich', batchSize: 10, batchWindowSeconds: 0 },
       // reads normalized/ and writes enriched/ in the lake, reads baselines from the warehouse bucket
@@ -112,6 +147,7 @@ export const topology = {
       handler: 'warehouse',
       memoryMB: 3008,
       timeoutSeconds: 900,
+      reservedConcurrency: 1,
       storageMB: 10240,
       // FIFO event sources take at most 10 messages per batch and no batching window.
       trigger: { queue: 'warehouse', batchSize: 10, batchWindowSeconds: 0 },
@@ -123,6 +159,7 @@ export const topology = {
       handler: 'reconcile',
       memoryMB: 1024,
       timeoutSeconds: 900,
+      reservedConcurrency: 1,
       storageMB: 10240,
       trigger: { schedule: 'rate(15 minutes)' },
       // lists raw and lake, keeps its state in the lake, reads the warehouse ledger; sends to etl and
@@ -134,6 +171,7 @@ export const topology = {
       handler: 'api',
       memoryMB: 1536,
       timeoutSeconds: 30,
+      reservedConcurrency: 10,
       storageMB: 4096,
       trigger: { url: true },
       links: { buckets: ['warehouse'], queues: [] },
@@ -141,6 +179,30 @@ export const topology = {
     },
   } satisfies Record<FunctionName, FunctionSpec>,
 } as const;
+
+/**
+ * The retention rules of a stage: the topology's defaults, with `overrides` (`RETENTION_DAYS`, e.g.
+ * `raw/=7,lake/quarantine/=30`: `<bucket>/<prefix>=<days>`, 0 to keep for good) replacing the rule of the
+ * same bucket and prefix or adding one. Throws, naming the entry, on anything else.
+ */
+export function retentionRules(overrides = ''): RetentionRule[] {
+  const rules = new Map<string, RetentionRule>(
+    topology.retention.map((r) => [`${r.bucket}/${r.prefix}`, { ...r }]),
+  );
+  for (const entry of overrides
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean)) {
+    const m = /^(raw|lake|warehouse)\/([^=]*)=(\d+)$/.exec(entry);
+    if (!m) {
+      throw new Error(
+        `RETENTION_DAYS: "${entry}" is not <bucket>/<prefix>=<days> (a bucket of raw, lake, warehouse; e.g. raw/=7)`,
+      );
+    }
+    rules.set(`${m[1]}/${m[2]}`, { bucket: m[1] as BucketName, prefix: m[2]!, days: Number(m[3]) });
+  }
+  return [...rules.values()].filter((r) => r.days > 0);
+}
 
 /** Physical queue name: FIFO queues must end in `.fifo`. */
 export function queueResourceName(name: QueueName): string {

@@ -18,6 +18,7 @@ import {
  */
 interface Recorded {
   buckets: string[];
+  lifecycle: Record<string, { id: string; prefix?: string; expiresIn: string }[]>;
   queues: Record<
     string,
     { fifo?: boolean; visibilityTimeout?: string; dlq?: { queue: string; retry: number } }
@@ -35,12 +36,25 @@ interface Recorded {
 let rec: Recorded;
 
 function installFakes() {
-  rec = { buckets: [], queues: {}, notify: {}, subscribers: {}, crons: {}, functions: {}, secrets: [] };
+  rec = {
+    buckets: [],
+    lifecycle: {},
+    queues: {},
+    notify: {},
+    subscribers: {},
+    crons: {},
+    functions: {},
+    secrets: [],
+  };
   class Bucket {
     name: string;
-    constructor(readonly id: string) {
+    constructor(
+      readonly id: string,
+      args: { lifecycle?: Recorded['lifecycle'][string] } = {},
+    ) {
       this.name = `bucket:${id}`;
       rec.buckets.push(id);
+      rec.lifecycle[id] = args.lifecycle ?? [];
     }
     notify(args: { notifications: { queue: { id: string } }[] }) {
       rec.notify[this.id] ??= [];
@@ -133,6 +147,46 @@ describe('SST stacks = topology', () => {
 
   it('declares exactly the topology buckets', () => {
     expect(rec.buckets.sort()).toEqual(topology.buckets.map((b) => linkName('bucket', b)).sort());
+  });
+
+  it('gives each bucket the topology retention as S3 lifecycle rules: prefix and days', () => {
+    for (const bucket of topology.buckets) {
+      const rules = rec.lifecycle[linkName('bucket', bucket)]!;
+      expect(rules.map((r) => [r.prefix ?? '', r.expiresIn]).sort()).toEqual(
+        topology.retention
+          .filter((r) => r.bucket === bucket)
+          .map((r) => [r.prefix, `${r.days} days`])
+          .sort(),
+      );
+      // S3 wants lifecycle rule ids unique within a bucket.
+      expect(new Set(rules.map((r) => r.id)).size).toBe(rules.length);
+    }
+    expect(rec.lifecycle[linkName('bucket', 'raw')]).toEqual([{ id: 'expire-all', expiresIn: '30 days' }]);
+  });
+
+  it('RETENTION_DAYS overrides the retention of a stage, and refuses what it cannot read', async () => {
+    process.env.RETENTION_DAYS = 'raw/=7, lake/quarantine/=0, lake/tmp/=1';
+    try {
+      await runStacks();
+      expect(rec.lifecycle[linkName('bucket', 'raw')]).toEqual([{ id: 'expire-all', expiresIn: '7 days' }]);
+      const lake = rec.lifecycle[linkName('bucket', 'lake')]!.map((r) => [r.prefix, r.expiresIn]);
+      expect(lake).toContainEqual(['tmp/', '1 days']);
+      expect(lake.map(([p]) => p)).not.toContain('quarantine/');
+      process.env.RETENTION_DAYS = 'quarantine=5';
+      await expect(runStacks()).rejects.toThrow(
+        'RETENTION_DAYS: "quarantine=5" is not <bucket>/<prefix>=<days>',
+      );
+    } finally {
+      delete process.env.RETENTION_DAYS;
+    }
+  });
+
+  it('reserves each function its topology concurrency (fetch kept low, one warehouse writer)', () => {
+    for (const [name, spec] of functions) {
+      expect(declared(name, spec).concurrency, name).toEqual({ reserved: spec.reservedConcurrency });
+    }
+    expect(topology.functions.warehouse.reservedConcurrency).toBe(1);
+    expect(topology.functions.fetch.reservedConcurrency).toBeLessThanOrEqual(2);
   });
 
   it('declares every queue with its DLQ, FIFO-ness, visibility timeout and maxReceiveCount', () => {
