@@ -21,6 +21,71 @@ const NATIVE = ['@duckdb/node-api'];
 const CONFIG_IN_LAMBDA = '/var/task/config';
 const DASHBOARD_IN_LAMBDA = '/var/task/dashboard';
 
+/**
+ * CloudWatch alarms to one SNS topic, whose subscribers are set at deploy (`ALARM_EMAILS`, comma-separated
+ * addresses; each confirms by mail): a message in a DLQ, a queue's oldest message older than the
+ * topology's threshold, any error or throttle of a function. The same conditions as the local Prometheus
+ * rules (`local/monitoring/alerts.yml`).
+ */
+function alarms(
+  queues: Record<QueueName, sst.aws.Queue>,
+  dlqs: Record<QueueName, sst.aws.Queue>,
+  functionNames: Record<FunctionName, $util.Output<string>>,
+) {
+  const topic = new sst.aws.SnsTopic('Alarms');
+  const emails = (process.env.ALARM_EMAILS ?? '')
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean);
+  for (const [i, endpoint] of emails.entries()) {
+    new aws.sns.TopicSubscription(`AlarmsEmail${i}`, { topic: topic.arn, protocol: 'email', endpoint });
+  }
+  const common = {
+    period: 60,
+    evaluationPeriods: 1,
+    comparisonOperator: 'GreaterThanThreshold',
+    treatMissingData: 'notBreaching',
+    alarmActions: [topic.arn],
+    okActions: [topic.arn],
+  };
+  for (const [name, seconds] of Object.entries(topology.alarms.oldestMessageSeconds) as [
+    QueueName,
+    number,
+  ][]) {
+    new aws.cloudwatch.MetricAlarm(`${linkName('dlq', name)}NotEmpty`, {
+      ...common,
+      alarmDescription: `A message in the ${name} dead-letter queue: telemetry-pipeline dlq list`,
+      namespace: 'AWS/SQS',
+      metricName: 'ApproximateNumberOfMessagesVisible',
+      dimensions: { QueueName: dlqs[name].nodes.queue.name },
+      statistic: 'Maximum',
+      threshold: 0,
+    });
+    new aws.cloudwatch.MetricAlarm(`${linkName('queue', name)}Stuck`, {
+      ...common,
+      alarmDescription: `The oldest message in the ${name} queue is older than ${seconds} s`,
+      namespace: 'AWS/SQS',
+      metricName: 'ApproximateAgeOfOldestMessage',
+      dimensions: { QueueName: queues[name].nodes.queue.name },
+      statistic: 'Maximum',
+      threshold: seconds,
+    });
+  }
+  for (const [name, fn] of Object.entries(functionNames) as [FunctionName, $util.Output<string>][]) {
+    for (const metricName of ['Errors', 'Throttles'] as const) {
+      new aws.cloudwatch.MetricAlarm(`${linkName('bucket', name)}${metricName}`, {
+        ...common,
+        alarmDescription: `${metricName} of the ${name} function`,
+        namespace: 'AWS/Lambda',
+        metricName,
+        dimensions: { FunctionName: fn },
+        statistic: 'Sum',
+        threshold: 0,
+      });
+    }
+  }
+}
+
 export function pipeline() {
   // Retention: the topology's days, overridden per stage with RETENTION_DAYS at deploy time.
   const retention = retentionRules(process.env.RETENTION_DAYS);
@@ -131,6 +196,8 @@ export function pipeline() {
   // The query API's bearer token.
   const apiToken = new sst.Secret('API_TOKEN');
   let apiUrl: $util.Output<string> | undefined;
+  /** Each function's deployed name, for its alarms. */
+  const functionNames = {} as Record<FunctionName, $util.Output<string>>;
 
   for (const [name, spec] of Object.entries(topology.functions) as [FunctionName, FunctionSpec][]) {
     const trigger = spec.trigger;
@@ -142,13 +209,15 @@ export function pipeline() {
         url: true,
       });
       apiUrl = api.url;
+      functionNames[name] = api.name;
     } else if ('schedule' in trigger) {
-      new sst.aws.CronV2(linkName('bucket', name), {
+      const cron = new sst.aws.CronV2(linkName('bucket', name), {
         schedule: trigger.schedule as `rate(${string})`,
         function: functionArgs(name, spec),
       });
+      functionNames[name] = cron.nodes.function.apply((f) => f.name);
     } else {
-      queues[trigger.queue].subscribe(functionArgs(name, spec), {
+      const subscriber = queues[trigger.queue].subscribe(functionArgs(name, spec), {
         batch: {
           size: trigger.batchSize,
           ...(trigger.batchWindowSeconds > 0
@@ -157,8 +226,11 @@ export function pipeline() {
           partialResponses: true,
         },
       });
+      functionNames[name] = subscriber.nodes.function.apply((f) => f.name);
     }
   }
+
+  alarms(queues, dlqs, functionNames);
 
   // Written by `sst deploy` to .sst/outputs.json: the CLI's `--stage` reads its names and URLs there.
   const urls = (of: Record<QueueName, sst.aws.Queue>) =>

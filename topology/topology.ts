@@ -102,6 +102,14 @@ export const topology = {
     { bucket: 'lake', prefix: 'normalized/', days: 730 },
     { bucket: 'lake', prefix: 'enriched/', days: 730 },
   ] satisfies RetentionRule[],
+  /**
+   * What pages someone (deployed: CloudWatch alarms to the `Alarms` SNS topic; locally: the Prometheus
+   * rules in `local/monitoring/alerts.yml`): a dead letter in any DLQ, any function error or throttle,
+   * and a queue whose oldest message is older than this many seconds — work stuck, not merely queued.
+   */
+  alarms: {
+    oldestMessageSeconds: { fetch: 3600, etl: 900, enrich: 900, warehouse: 1800 },
+  } satisfies { oldestMessageSeconds: Record<QueueName, number> },
   functions: {
     // Every minute; each source's own cron in factories.yaml decides whether it is due.
     schedule: {

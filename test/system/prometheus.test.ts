@@ -1,6 +1,6 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
@@ -42,6 +42,7 @@ beforeAll(async () => {
     readFileSync(join(import.meta.dirname, '..', '..', 'local/monitoring/prometheus.yml'), 'utf8'),
   );
   config.global.scrape_interval = '1s';
+  config.global.evaluation_interval = '1s';
   for (const job of config.scrape_configs) {
     job.static_configs = [
       {
@@ -54,6 +55,11 @@ beforeAll(async () => {
   const dir = join(stack.data, 'prometheus');
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'prometheus.yml'), stringify(config));
+  // The project's alerting rules, beside the config that names them (`rule_files: [alerts.yml]`).
+  await copyFile(
+    join(import.meta.dirname, '..', '..', 'local/monitoring/alerts.yml'),
+    join(dir, 'alerts.yml'),
+  );
   // Debian's build persists pushes to /var/lib/prometheus/pushgateway.data by default: an earlier
   // run's series would come back. This one keeps its own, in the test's folder.
   start(PUSHGATEWAY, [
@@ -125,6 +131,68 @@ describe('a real Prometheus scraping the runtime', () => {
         `a cold start of ${fn}`,
       );
     }
+  });
+});
+
+describe('the alerting rules in a real Prometheus', () => {
+  it('promtool accepts them; Prometheus loads and evaluates them, and a dead letter fires DeadLetters', async () => {
+    const rules = join(import.meta.dirname, '..', '..', 'local/monitoring/alerts.yml');
+    expect(execFileSync('/usr/bin/promtool', ['check', 'rules', rules], { encoding: 'utf8' })).toContain(
+      'SUCCESS: 3 rules found',
+    );
+    type Rule = { name: string; health: string; lastEvaluation: string; state: string };
+    const loaded = async () => {
+      const res = await fetch(`http://127.0.0.1:${PROM_PORT}/api/v1/rules?type=alert`);
+      const body = (await res.json()) as { data: { groups: { name: string; rules: Rule[] }[] } };
+      return body.data.groups.flatMap((g) => g.rules);
+    };
+    // Loaded, and each evaluated without error (an evaluation has happened: not the zero time).
+    await waitFor(
+      async () => {
+        const r = await loaded();
+        return r.length === 3 && r.every((x) => x.health === 'ok' && !x.lastEvaluation.startsWith('0001'));
+      },
+      20_000,
+      'three alerting rules loaded and evaluated',
+    );
+    expect((await loaded()).map((r) => r.name).sort()).toEqual([
+      'DeadLetters',
+      'FunctionErrors',
+      'QueueNotDraining',
+    ]);
+    // A message in the etl DLQ: the runtime's gauge shows it, the rule fires.
+    const { SendMessageCommand, ReceiveMessageCommand, DeleteMessageCommand } = await import(
+      '@aws-sdk/client-sqs'
+    );
+    const dlq = process.env.DLQ_URL_ETL!;
+    await stack.runtime.sqs.send(new SendMessageCommand({ QueueUrl: dlq, MessageBody: '{"alert":"test"}' }));
+    type Alert = { labels: Record<string, string>; state: string };
+    const alerts = async () => {
+      const res = await fetch(`http://127.0.0.1:${PROM_PORT}/api/v1/alerts`);
+      return ((await res.json()) as { data: { alerts: Alert[] } }).data.alerts;
+    };
+    await waitFor(
+      async () =>
+        (await alerts()).some(
+          (a) => a.labels.alertname === 'DeadLetters' && a.labels.queue === 'etl-dlq' && a.state === 'firing',
+        ),
+      30_000,
+      'DeadLetters firing for etl-dlq',
+    );
+    // Taken out again: the alert resolves.
+    const got = await stack.runtime.sqs.send(
+      new ReceiveMessageCommand({ QueueUrl: dlq, WaitTimeSeconds: 1 }),
+    );
+    for (const m of got.Messages ?? []) {
+      await stack.runtime.sqs.send(
+        new DeleteMessageCommand({ QueueUrl: dlq, ReceiptHandle: m.ReceiptHandle! }),
+      );
+    }
+    await waitFor(
+      async () => !(await alerts()).some((a) => a.labels.alertname === 'DeadLetters'),
+      30_000,
+      'DeadLetters resolved',
+    );
   });
 });
 

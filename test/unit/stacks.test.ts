@@ -31,6 +31,8 @@ interface Recorded {
   crons: Record<string, { schedule: string; function: Record<string, unknown> }>;
   functions: Record<string, Record<string, unknown>>;
   secrets: string[];
+  alarms: Record<string, Record<string, unknown>>;
+  alarmSubscriptions: { topic: string; protocol: string; endpoint: string }[];
 }
 
 let rec: Recorded;
@@ -45,7 +47,13 @@ function installFakes() {
     crons: {},
     functions: {},
     secrets: [],
+    alarms: {},
+    alarmSubscriptions: [],
   };
+  /** A deployed function's name, as SST's `nodes.function` gives it (an Output, here applied at once). */
+  const deployedFunction = (id: string) => ({
+    apply: (f: (fn: { name: string }) => unknown) => f({ name: `fn:${id}` }),
+  });
   class Bucket {
     name: string;
     constructor(
@@ -72,20 +80,44 @@ function installFakes() {
       this.url = `https://sqs.example/${id}`;
       rec.queues[id] = args;
     }
+    get nodes() {
+      return { queue: { name: `sqs:${this.id}` } };
+    }
     subscribe(fn: Record<string, unknown>, args: { batch: Record<string, unknown> }) {
       rec.subscribers[this.id] ??= [];
       rec.subscribers[this.id]!.push({ fn, args });
+      return { nodes: { function: deployedFunction(String(fn.handler)) } };
     }
   }
   class CronV2 {
+    nodes: { function: ReturnType<typeof deployedFunction> };
     constructor(id: string, args: Recorded['crons'][string]) {
       rec.crons[id] = args;
+      this.nodes = { function: deployedFunction(String(args.function.handler)) };
     }
   }
   class FunctionFake {
     url = 'https://fn.example/';
+    name: string;
     constructor(id: string, args: Record<string, unknown>) {
       rec.functions[id] = args;
+      this.name = `fn:${String(args.handler)}`;
+    }
+  }
+  class SnsTopic {
+    arn: string;
+    constructor(readonly id: string) {
+      this.arn = `arn:sns:${id}`;
+    }
+  }
+  class MetricAlarm {
+    constructor(id: string, args: Record<string, unknown>) {
+      rec.alarms[id] = args;
+    }
+  }
+  class TopicSubscription {
+    constructor(_id: string, args: Recorded['alarmSubscriptions'][number]) {
+      rec.alarmSubscriptions.push(args);
     }
   }
   class Secret {
@@ -94,9 +126,13 @@ function installFakes() {
     }
   }
   Object.assign(globalThis, {
-    sst: { aws: { Bucket, Queue, CronV2, Function: FunctionFake }, Secret },
+    sst: { aws: { Bucket, Queue, CronV2, Function: FunctionFake, SnsTopic }, Secret },
     $app: { stage: 'test' },
-    aws: { getRegionOutput: () => ({ name: 'us-test-1' }) },
+    aws: {
+      getRegionOutput: () => ({ name: 'us-test-1' }),
+      cloudwatch: { MetricAlarm },
+      sns: { TopicSubscription },
+    },
   });
 }
 
@@ -178,6 +214,61 @@ describe('SST stacks = topology', () => {
       );
     } finally {
       delete process.env.RETENTION_DAYS;
+    }
+  });
+
+  it('alarms to the Alarms topic on every DLQ, every queue’s oldest message, and every function’s errors and throttles', () => {
+    const expected: Record<string, Record<string, unknown>> = {};
+    for (const [name, seconds] of Object.entries(topology.alarms.oldestMessageSeconds)) {
+      expected[`${linkName('dlq', name)}NotEmpty`] = {
+        namespace: 'AWS/SQS',
+        metricName: 'ApproximateNumberOfMessagesVisible',
+        dimensions: { QueueName: `sqs:${linkName('dlq', name)}` },
+        threshold: 0,
+      };
+      expected[`${linkName('queue', name)}Stuck`] = {
+        namespace: 'AWS/SQS',
+        metricName: 'ApproximateAgeOfOldestMessage',
+        dimensions: { QueueName: `sqs:${linkName('queue', name)}` },
+        threshold: seconds,
+      };
+    }
+    for (const [name, spec] of functions) {
+      for (const metricName of ['Errors', 'Throttles']) {
+        expected[`${linkName('bucket', name)}${metricName}`] = {
+          namespace: 'AWS/Lambda',
+          metricName,
+          dimensions: { FunctionName: `fn:functions/${spec.handler}.handler` },
+          threshold: 0,
+        };
+      }
+    }
+    expect(Object.keys(rec.alarms).sort()).toEqual(Object.keys(expected).sort());
+    for (const [id, alarm] of Object.entries(rec.alarms)) {
+      expect(alarm, id).toMatchObject({
+        ...expected[id],
+        comparisonOperator: 'GreaterThanThreshold',
+        alarmActions: ['arn:sns:Alarms'],
+        okActions: ['arn:sns:Alarms'],
+      });
+    }
+    // Every queue of the topology has its oldest-message threshold.
+    expect(Object.keys(topology.alarms.oldestMessageSeconds).sort()).toEqual(
+      Object.keys(topology.queues).sort(),
+    );
+    expect(rec.alarmSubscriptions).toEqual([]);
+  });
+
+  it('subscribes the addresses in ALARM_EMAILS to the alarms, by mail', async () => {
+    process.env.ALARM_EMAILS = 'ops@plant.example, data@plant.example';
+    try {
+      await runStacks();
+      expect(rec.alarmSubscriptions).toEqual([
+        { topic: 'arn:sns:Alarms', protocol: 'email', endpoint: 'ops@plant.example' },
+        { topic: 'arn:sns:Alarms', protocol: 'email', endpoint: 'data@plant.example' },
+      ]);
+    } finally {
+      delete process.env.ALARM_EMAILS;
     }
   });
 
