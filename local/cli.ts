@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 
 /**
  * `telemetry-pipeline`: the local runtime and tools. Only commander is imported statically: the
@@ -111,21 +111,40 @@ program
     'print CSV with a header row (values as stored: only the table escapes control characters)',
   )
   .option('--strict', 'exit 1 when the result was cut at 10,000 rows (the warning is printed either way)')
+  .addOption(
+    new Option(
+      '--engine <engine>',
+      'warehouse: the DuckDB warehouse (recent, enriched, fast); lake: every Parquet object in the lake, under the table names Athena has deployed (readings, events, normalized_readings, normalized_events, rejects, manifests)',
+    )
+      .choices(['warehouse', 'lake'])
+      .default('warehouse'),
+  )
   .addHelpText(
     'after',
-    '\nAt most 10,000 rows are printed (more: a warning on stderr); `export` writes all of them to a file.',
+    '\nAt most 10,000 rows are printed (more: a warning on stderr); `export` writes all of them to a file.\nDeployed, the lake is also in Athena: see docs/deploy.md, "Query the whole lake with Athena".',
   )
-  .action(async (sql: string, opts: { json?: boolean; csv?: boolean; strict?: boolean }, cmd: Command) => {
-    const { targetOf } = await import('./target.js');
-    const target = await targetOf(cmd);
-    const { runQuery, TRUNCATED_WARNING } = await import('./query.js');
-    const { text, truncated } = await runQuery(sql, opts.json ? 'json' : opts.csv ? 'csv' : 'table', target);
-    process.stdout.write(text);
-    if (truncated) {
-      process.stderr.write(TRUNCATED_WARNING);
-      if (opts.strict) process.exitCode = 1;
-    }
-  });
+  .action(
+    async (
+      sql: string,
+      opts: { json?: boolean; csv?: boolean; strict?: boolean; engine: 'warehouse' | 'lake' },
+      cmd: Command,
+    ) => {
+      const { targetOf } = await import('./target.js');
+      const target = await targetOf(cmd);
+      const { runQuery, TRUNCATED_WARNING } = await import('./query.js');
+      const { text, truncated } = await runQuery(
+        sql,
+        opts.json ? 'json' : opts.csv ? 'csv' : 'table',
+        target,
+        opts.engine,
+      );
+      process.stdout.write(text);
+      if (truncated) {
+        process.stderr.write(TRUNCATED_WARNING);
+        if (opts.strict) process.exitCode = 1;
+      }
+    },
+  );
 
 program
   .command('export')

@@ -77,10 +77,14 @@ export async function runQuery(
   sql: string,
   format: QueryFormat,
   target?: Target,
+  engine: QueryEngine = 'warehouse',
 ): Promise<{ text: string; truncated: boolean }> {
   if (!target) exportFunctionEnv(localSettings(), {});
   try {
-    const result = await queryLocal(sql, { target, numbers: format === 'json' });
+    const result =
+      engine === 'lake'
+        ? await queryWholeLake(sql, { target, numbers: format === 'json' })
+        : await queryLocal(sql, { target, numbers: format === 'json' });
     return { text: formatRows(result.columns, result.rows, format), truncated: result.truncated === true };
   } catch (err) {
     // DuckDB's messages quote the values they choke on: a terminal must not act on those either.
@@ -88,6 +92,41 @@ export async function runQuery(
   } finally {
     await closeLocalQueries();
   }
+}
+
+/** What `query` runs on: the warehouse (recent, enriched, fast) or the whole lake (`--engine lake`). */
+export const QUERY_ENGINES = ['warehouse', 'lake'] as const;
+export type QueryEngine = (typeof QUERY_ENGINES)[number];
+
+/**
+ * The SQL over the lake of `target` (default: the local stack): its objects copied into a cache of the
+ * target's own under the data folder (`lake-cache`, or `lake-cache-<lake bucket>` for a stage), then
+ * read by DuckDB under the table names Athena has deployed (see `local/lake-query.ts`).
+ */
+export async function queryWholeLake(
+  sql: string,
+  options: { target?: Target | undefined; numbers?: boolean } = {},
+): Promise<QueryResult> {
+  const settings = localSettings();
+  const { runtimeConfig } = await import('../functions/core/config.js');
+  const stage = options.target?.kind === 'stage';
+  const bucket = options.target?.buckets.lake ?? runtimeConfig.buckets.lake;
+  const source = { bucket, dir: join(settings.PIPELINE_DATA, stage ? `lake-cache-${bucket}` : 'lake-cache') };
+  const { queryLake, syncLake } = await import('./lake-query.js');
+  const { QueryError } = await import('../functions/warehouse/query.js');
+  try {
+    await syncLake(source);
+  } catch (err) {
+    throw new Error(
+      `cannot read the lake in s3://${bucket}${stage ? ` of ${options.target!.label}` : ` at ${settings.s3Endpoint} (is \`npm start\` running?)`}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  return queryLake(source, sql, { numbers: options.numbers === true }).catch((err: Error) => {
+    throw err instanceof QueryError
+      ? err
+      : new Error(`query over the lake failed: ${err.message}`, { cause: err });
+  });
 }
 
 /** Where a target's warehouse is, where its copies are cached, and what to say when it is unreadable. */

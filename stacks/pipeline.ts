@@ -5,6 +5,7 @@
  */
 import { join } from 'node:path';
 import { loadFactories, secretNames } from '../functions/contracts/factories.js';
+import { LAKE_TABLES, type LakeTable, PROJECTION_FROM_MONTH } from '../functions/contracts/lake-tables.js';
 import {
   type BucketName,
   type FunctionName,
@@ -86,6 +87,71 @@ function alarms(
   }
 }
 
+const SERDE: Record<LakeTable['format'], { input: string; output: string; library: string }> = {
+  parquet: {
+    input: 'org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat',
+    output: 'org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat',
+    library: 'org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe',
+  },
+  json: {
+    input: 'org.apache.hadoop.mapred.TextInputFormat',
+    output: 'org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat',
+    library: 'org.openx.data.jsonserde.JsonSerDe',
+  },
+};
+
+/**
+ * The lake as Glue tables for Athena (and Spark, Trino), one per `LAKE_TABLES` entry, in a database of
+ * the stage's own. Partition projection on `factory` (the factories in factories.yaml) and `month` (from
+ * 2020-01 to now): no crawler, no `MSCK REPAIR`; a new month is queryable as soon as its objects exist.
+ * Objects of releases before the month layout (`date=` partitions) are outside the projection.
+ */
+function lakeCatalog(lakeBucket: $util.Output<string> | string, factories: readonly string[]) {
+  const database = new aws.glue.CatalogDatabase('LakeDatabase', {
+    name: `telemetry_pipeline_${$app.stage.replace(/[^a-z0-9]/gi, '_').toLowerCase()}`,
+    description: 'telemetry-pipeline lake: enriched and normalized readings and events, rejects, manifests',
+  });
+  for (const table of LAKE_TABLES) {
+    const serde = SERDE[table.format];
+    const location = $interpolate`s3://${lakeBucket}/${table.prefix}`;
+    const template = table.partitions.map((p) => `${p}=\${${p}}`).join('/');
+    new aws.glue.CatalogTable(
+      `Lake${table.name.replace(/(^|_)([a-z])/g, (_m, _s, c: string) => c.toUpperCase())}`,
+      {
+        databaseName: database.name,
+        name: table.name,
+        tableType: 'EXTERNAL_TABLE',
+        parameters: {
+          classification: table.format,
+          EXTERNAL: 'TRUE',
+          'projection.enabled': 'true',
+          'projection.factory.type': 'enum',
+          'projection.factory.values': factories.join(','),
+          ...(table.partitions.includes('month')
+            ? {
+                'projection.month.type': 'date',
+                'projection.month.format': 'yyyy-MM',
+                'projection.month.range': `${PROJECTION_FROM_MONTH},NOW`,
+                'projection.month.interval': '1',
+                'projection.month.interval.unit': 'MONTHS',
+              }
+            : {}),
+          'storage.location.template': $interpolate`s3://${lakeBucket}/${table.prefix}${template}/`,
+        },
+        partitionKeys: table.partitions.map((name) => ({ name, type: 'string' })),
+        storageDescriptor: {
+          location,
+          inputFormat: serde.input,
+          outputFormat: serde.output,
+          serDeInfo: { serializationLibrary: serde.library },
+          columns: table.columns.map((c) => ({ name: c.name, type: c.type })),
+        },
+      },
+    );
+  }
+  return database.name;
+}
+
 export function pipeline() {
   // Retention: the topology's days, overridden per stage with RETENTION_DAYS at deploy time.
   const retention = retentionRules(process.env.RETENTION_DAYS);
@@ -137,9 +203,9 @@ export function pipeline() {
   }
 
   // Source credentials: one SST secret per name factories.yaml refers to, linked to fetch only.
-  const secrets = secretNames(loadFactories(join(process.cwd(), 'config'))).map(
-    (name) => new sst.Secret(name),
-  );
+  const factoriesConfig = loadFactories(join(process.cwd(), 'config'));
+  const secrets = secretNames(factoriesConfig).map((name) => new sst.Secret(name));
+  const lakeDatabase = lakeCatalog(buckets.lake.name, [...factoriesConfig.factories.keys(), 'unassigned']);
 
   // A function that shows queue depths (the api's overview) may read their attributes, no more.
   const watching = (spec: FunctionSpec) => {
@@ -241,6 +307,7 @@ export function pipeline() {
     rawBucket: buckets.raw.name,
     lakeBucket: buckets.lake.name,
     warehouseBucket: buckets.warehouse.name,
+    lakeDatabase,
     apiUrl,
     queueUrls: urls(queues),
     dlqUrls: urls(dlqs),

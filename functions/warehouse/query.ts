@@ -264,7 +264,7 @@ function interruptAfter(c: DuckDBConnection, timeoutSeconds: number) {
  * the statement is prepared: planning folds constant expressions, so `repeat('x', 2000000000)` is
  * evaluated there already.
  */
-async function runQuery(
+export async function runQuery(
   c: DuckDBConnection,
   sql: string,
   params: QueryParams | undefined,

@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadFactories, secretNames } from '../../functions/contracts/factories.js';
+import { hiveType, LAKE_TABLES } from '../../functions/contracts/lake-tables.js';
+import { columnsAt } from '../../functions/contracts/tables.js';
 import {
   dlqResourceName,
   type FunctionName,
@@ -33,6 +35,21 @@ interface Recorded {
   secrets: string[];
   alarms: Record<string, Record<string, unknown>>;
   alarmSubscriptions: { topic: string; protocol: string; endpoint: string }[];
+  glueDatabases: Record<string, { name: string }>;
+  glueTables: Record<string, GlueTable>;
+}
+
+interface GlueTable {
+  databaseName: string;
+  name: string;
+  tableType: string;
+  parameters: Record<string, string>;
+  partitionKeys: { name: string; type: string }[];
+  storageDescriptor: {
+    location: string;
+    serDeInfo: { serializationLibrary: string };
+    columns: { name: string; type: string }[];
+  };
 }
 
 let rec: Recorded;
@@ -49,6 +66,8 @@ function installFakes() {
     secrets: [],
     alarms: {},
     alarmSubscriptions: [],
+    glueDatabases: {},
+    glueTables: {},
   };
   /** A deployed function's name, as SST's `nodes.function` gives it (an Output, here applied at once). */
   const deployedFunction = (id: string) => ({
@@ -115,6 +134,18 @@ function installFakes() {
       rec.alarms[id] = args;
     }
   }
+  class CatalogDatabase {
+    name: string;
+    constructor(id: string, args: { name: string }) {
+      rec.glueDatabases[id] = args;
+      this.name = `glue:${args.name}`;
+    }
+  }
+  class CatalogTable {
+    constructor(id: string, args: GlueTable) {
+      rec.glueTables[id] = args;
+    }
+  }
   class TopicSubscription {
     constructor(_id: string, args: Recorded['alarmSubscriptions'][number]) {
       rec.alarmSubscriptions.push(args);
@@ -132,7 +163,11 @@ function installFakes() {
       getRegionOutput: () => ({ name: 'us-test-1' }),
       cloudwatch: { MetricAlarm },
       sns: { TopicSubscription },
+      glue: { CatalogDatabase, CatalogTable },
     },
+    // SST's template tag for Outputs; the fakes' values are plain strings.
+    $interpolate: (parts: TemplateStringsArray, ...values: unknown[]) =>
+      parts.reduce((out, part, i) => out + part + (i < values.length ? String(values[i]) : ''), ''),
   });
 }
 
@@ -178,7 +213,7 @@ function usedResources(handler: string): { buckets: Set<string>; queues: Set<str
 describe('SST stacks = topology', () => {
   beforeEach(runStacks);
   afterEach(() => {
-    for (const name of ['sst', '$app', 'aws']) Reflect.deleteProperty(globalThis, name);
+    for (const name of ['sst', '$app', 'aws', '$interpolate']) Reflect.deleteProperty(globalThis, name);
   });
 
   it('declares exactly the topology buckets', () => {
@@ -270,6 +305,53 @@ describe('SST stacks = topology', () => {
     } finally {
       delete process.env.ALARM_EMAILS;
     }
+  });
+
+  it('declares the lake for Athena: a Glue table per lake table, columns as declared, partitions projected', () => {
+    expect(Object.values(rec.glueDatabases)).toEqual([
+      { name: 'telemetry_pipeline_test', description: expect.any(String) },
+    ]);
+    const tables = Object.values(rec.glueTables);
+    expect(tables.map((t) => t.name).sort()).toEqual(LAKE_TABLES.map((t) => t.name).sort());
+    const factories = [...loadFactories(join(import.meta.dirname, '..', '..', 'config')).factories.keys()];
+    for (const table of tables) {
+      const lake = LAKE_TABLES.find((t) => t.name === table.name)!;
+      expect(table.databaseName).toBe('glue:telemetry_pipeline_test');
+      expect(table.storageDescriptor.location).toBe(`s3://bucket:Lake/${lake.prefix}`);
+      expect(table.partitionKeys.map((k) => k.name)).toEqual(lake.partitions);
+      expect(table.parameters).toMatchObject({
+        'projection.enabled': 'true',
+        'projection.factory.type': 'enum',
+        'projection.factory.values': [...factories, 'unassigned'].join(','),
+        'storage.location.template': `s3://bucket:Lake/${lake.prefix}${lake.partitions.map((p) => `${p}=\${${p}}`).join('/')}/`,
+      });
+      if (lake.partitions.includes('month')) {
+        expect(table.parameters).toMatchObject({
+          'projection.month.type': 'date',
+          'projection.month.format': 'yyyy-MM',
+          'projection.month.range': '2020-01,NOW',
+          'projection.month.interval.unit': 'MONTHS',
+        });
+      }
+    }
+    // The Parquet tables' columns are the canonical declaration at the stage that writes them (less the
+    // partition column `factory`), with Hive's names for DuckDB's types.
+    const columns = (name: string) =>
+      tables.find((t) => t.name === name)!.storageDescriptor.columns.map((c) => `${c.name} ${c.type}`);
+    const declaredAt = (table: 'readings' | 'events' | 'rejects', stage: 'normalized' | 'enriched') =>
+      columnsAt(table, stage)
+        .filter((c) => c.name !== 'factory')
+        .map((c) => `${c.name} ${hiveType(c.type)}`);
+    expect(columns('readings')).toEqual(declaredAt('readings', 'enriched'));
+    expect(columns('events')).toEqual(declaredAt('events', 'enriched'));
+    expect(columns('normalized_readings')).toEqual(declaredAt('readings', 'normalized'));
+    expect(columns('normalized_events')).toEqual(declaredAt('events', 'normalized'));
+    expect(columns('rejects')).toEqual(declaredAt('rejects', 'normalized'));
+    expect(columns('readings')).toContain('ts timestamp');
+    expect(columns('readings')).toContain('is_anomaly boolean');
+    expect(tables.find((t) => t.name === 'manifests')!.storageDescriptor.serDeInfo.serializationLibrary).toBe(
+      'org.openx.data.jsonserde.JsonSerDe',
+    );
   });
 
   it('reserves each function its topology concurrency (fetch kept low, one warehouse writer)', () => {
