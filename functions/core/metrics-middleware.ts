@@ -1,6 +1,7 @@
 import type middy from '@middy/core';
 import { Pushgateway } from 'prom-client';
-import { pushgatewayUrl } from './config.js';
+import { pushgatewayUrl, runtimeConfig } from './config.js';
+import { EmfReporter } from './emf.js';
 import { logger } from './logger.js';
 import { metrics, registry } from './telemetry.js';
 
@@ -8,19 +9,24 @@ import { metrics, registry } from './telemetry.js';
 const warm = new Set<string>();
 
 /**
- * Counts every invocation (outcome, duration, cold start) and, when `PUSHGATEWAY_URL` is set, pushes
- * the function's metrics to the Pushgateway at the end of the invocation, grouped by instance
- * (`<function>-<pid>-<start>`; the series carry their `function` label). A failed push is logged and
- * never fails the invocation. Use it first in the chain so that its `after` sees the final response
- * (middy runs `after` hooks in reverse order).
+ * Counts every invocation (outcome, duration, cold start). Deployed, it then reports what the
+ * invocation changed to CloudWatch in the embedded metric format (`emf.ts`: the same names and labels as
+ * the local Prometheus's). When `PUSHGATEWAY_URL` is set it also pushes the function's metrics to that
+ * Pushgateway, in one group per function (`instance="<function>"`): a bounded set of series, holding
+ * what the latest instance of each function has counted — a live view; CloudWatch has the totals. A
+ * failed report or push is logged and never fails the invocation. Use it first in the chain so that its
+ * `after` sees the final response (middy runs `after` hooks in reverse order).
  */
 export function metricsMiddleware(functionName: string): middy.MiddlewareObj {
   const started = new WeakMap<object, number>();
-  const instance = `${functionName}-${process.pid}-${Date.now().toString(36)}`;
+  const emf = runtimeConfig.deployed ? new EmfReporter(registry) : undefined;
   const finish = async (request: middy.Request, outcome: 'ok' | 'partial' | 'error') => {
     const t0 = started.get(request) ?? performance.now();
     metrics.invocations.inc({ function: functionName, outcome });
     metrics.invocationDuration.observe({ function: functionName }, (performance.now() - t0) / 1000);
+    await emf
+      ?.report()
+      .catch((err) => logger.warn({ err, error_code: 'emf-failed' }, 'metrics report failed'));
     const url = pushgatewayUrl();
     if (!url) return;
     try {
@@ -28,7 +34,7 @@ export function metricsMiddleware(functionName: string): middy.MiddlewareObj {
         jobName: 'telemetry-pipeline',
         // Not `function` as a grouping label: the Pushgateway would stamp it on every series pushed,
         // and where several functions share a registry (the local runtime) their series would collide.
-        groupings: { instance },
+        groupings: { instance: functionName },
       });
     } catch (err) {
       logger.warn({ err, error_code: 'pushgateway-failed', url }, 'metrics push failed');

@@ -71,7 +71,7 @@ export const metrics = {
   }),
   warehouseCompactions: new Counter({
     name: `${PREFIX}warehouse_compactions_total`,
-    help: 'Warehouse compactions (the delta folded into a new base), by outcome: done or failed.',
+    help: 'Warehouse folds after a commit (the delta into a new level-1 file, or into a new base), by outcome: done or failed.',
     labelNames: ['outcome'] as const,
     registers: [registry],
   }),

@@ -8,7 +8,9 @@ const root = join(import.meta.dirname, '..', '..');
 const dashboard = JSON.parse(
   readFileSync(join(root, 'local/monitoring/grafana/dashboards/telemetry-pipeline.json'), 'utf8'),
 ) as {
-  panels: { title: string; targets: { expr: string }[] }[];
+  panels: { title: string; targets: { expr: string }[]; description?: string }[];
+  templating: { list: { name: string; query: { query: string } }[] };
+  description: string;
 };
 
 /** Series names a metric exports: histograms add _bucket, _sum and _count. */
@@ -45,6 +47,31 @@ describe('monitoring', () => {
     ]) {
       expect(exprs).toContain(needle);
     }
+  });
+
+  it('has factory and function variables, and every panel on a metric with those labels filters by them', async () => {
+    expect(dashboard.templating.list.map((v) => [v.name, v.query.query])).toEqual([
+      ['factory', 'label_values(telemetry_pipeline_files_total, factory)'],
+      ['function', 'label_values(telemetry_pipeline_function_invocations_total, function)'],
+    ]);
+    // Each metric's label names, from the metric objects themselves.
+    const labelsOf = (name: string) =>
+      new Set(
+        (registry.getSingleMetric(name) as unknown as { labelNames?: string[] } | undefined)?.labelNames ??
+          [],
+      );
+    expect(labelsOf('telemetry_pipeline_rows_total').has('factory')).toBe(true);
+    for (const panel of dashboard.panels) {
+      for (const { expr } of panel.targets) {
+        const name = /telemetry_pipeline_[a-z_]+/.exec(expr)![0].replace(/_(bucket|sum|count)$/, '');
+        const has = labelsOf(name);
+        if (has.has('factory')) expect(expr, panel.title).toContain('factory=~"$factory"');
+        if (has.has('function')) expect(expr, panel.title).toContain('function=~"$function"');
+      }
+    }
+    // It says which panels need which source.
+    expect(dashboard.description).toContain('CloudWatch');
+    expect(dashboard.panels.filter((p) => p.description?.includes('Local runtime only'))).toHaveLength(2);
   });
 
   it('every metric name has the telemetry_pipeline_ prefix', async () => {
