@@ -3,9 +3,13 @@ import { join } from 'node:path';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
+/** Variables that would point a child at another stack, or hand it the demo's secrets. */
+const INHERITED =
+  /^(AWS_|S3_|SQS_|RUNTIME_|EMULATOR_|PIPELINE_|RECONCILE_|LOCAL_|POLL_|DEMO_|API_TOKEN$|LOG_LEVEL$)/;
+
 /**
- * The real CLI (`bin/telemetry-pipeline.mjs`) in a process of its own, with `env` and nothing of this
- * process's environment but PATH and HOME (no variable that would point it at another stack).
+ * The real CLI (`bin/telemetry-pipeline.mjs`) in a process of its own, with `env` and none of this
+ * process's variables that would point it at another stack.
  */
 export function runCli(
   args: string[],
@@ -15,7 +19,11 @@ export function runCli(
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(ROOT, 'bin', 'telemetry-pipeline.mjs'), ...args], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, LOG_LEVEL: 'fatal', ...env },
+      env: {
+        ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !INHERITED.test(name))),
+        LOG_LEVEL: 'fatal',
+        ...env,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

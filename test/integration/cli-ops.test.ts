@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
@@ -6,6 +5,7 @@ import { GetQueueAttributesCommand, SetQueueAttributesCommand } from '@aws-sdk/c
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { joinLines, jsonlReadings, wideCsv } from '../../local/demo-data.js';
 import type { Target } from '../../local/target.js';
+import { runCli } from '../helpers/cli.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 
 /**
@@ -40,37 +40,9 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-/** Variables that would point a child at another stack, or hand it the demo's secrets. */
-const INHERITED =
-  /^(AWS_|S3_|SQS_|RUNTIME_|EMULATOR_|PIPELINE_|RECONCILE_|LOCAL_|POLL_|DEMO_|API_TOKEN$|LOG_LEVEL$)/;
-
 /** The real CLI in a process of its own, with the stack's settings only. */
 function cli(args: string[], env: Record<string, string> = {}, timeoutMs = 120_000) {
-  const parentEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !INHERITED.test(name)));
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, [join(ROOT, 'bin', 'telemetry-pipeline.mjs'), ...args], {
-      cwd: ROOT,
-      env: { ...parentEnv, ...PORTS, PIPELINE_DATA: stack.data, LOG_LEVEL: 'fatal', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(
-        new Error(
-          `telemetry-pipeline ${args.join(' ')}: no exit after ${timeoutMs} ms\n${stdout}\n${stderr}`,
-        ),
-      );
-    }, timeoutMs);
-    child.once('error', reject);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runCli(args, { ...PORTS, PIPELINE_DATA: stack.data, ...env }, timeoutMs);
 }
 
 describe('upload', () => {
