@@ -55,6 +55,7 @@ export async function reconcileStages(): Promise<ReconcileReport> {
         return queueDepth(queueUrl);
       },
       ...runtimeConfig.reconcile,
+      warehouseRetentionDays: runtimeConfig.warehouseRetentionDays,
     });
     reconciled(report);
     return report;

@@ -55,6 +55,7 @@ export async function warehouseBatch(event: SQSEvent): Promise<void> {
     tmpDir: runtimeConfig.tmpDir,
     reference: () => reference.current(),
     baselineDays: factories.enrichment.baselineDays,
+    retentionDays: runtimeConfig.warehouseRetentionDays,
     ...(runtimeConfig.warehouseDeltaMaxBytes === undefined
       ? {}
       : { compaction: { ...COMPACTION, deltaMaxBytes: runtimeConfig.warehouseDeltaMaxBytes } }),

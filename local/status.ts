@@ -135,6 +135,8 @@ export async function collectStatus(
     '../functions/reconcile/plan.js'
   );
   const keys = await import('../functions/contracts/keys.js');
+  const { warehouseCutoff } = await import('../functions/contracts/manifest.js');
+  const { runtimeConfig } = await import('../functions/core/config.js');
   const { getJson, headObject, listObjects } = await import('../functions/core/s3.js');
   const { WarehouseReader } = await import('../functions/warehouse/query.js');
 
@@ -203,6 +205,8 @@ export async function collectStatus(
       maxBackoffSeconds: 0,
       maxDeferSeconds: 0,
       busyQueues: new Set(),
+      // As the reconciler: what the warehouse dropped as past its retention is not missing from it.
+      warehouseCutoff: warehouseCutoff(runtimeConfig.warehouseRetentionDays, now),
     });
     const parsedState = reconcilerStateSchema.safeParse(stateJson);
     const state = parsedState.success ? parsedState.data : emptyState();

@@ -250,6 +250,10 @@ export function pipeline() {
       environment: {
         PIPELINE_CONFIG: CONFIG_IN_LAMBDA,
         PUSHGATEWAY_URL: process.env.PUSHGATEWAY_URL ?? '',
+        // Days of data the warehouse keeps, per stage (unset: all); the writer and the reconciler read it.
+        ...(process.env.WAREHOUSE_RETENTION_DAYS && (name === 'warehouse' || name === 'reconcile')
+          ? { WAREHOUSE_RETENTION_DAYS: process.env.WAREHOUSE_RETENTION_DAYS }
+          : {}),
         ...(page ? { DASHBOARD_DIR: DASHBOARD_IN_LAMBDA } : {}),
         ...watch.environment,
       },

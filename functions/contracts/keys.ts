@@ -101,6 +101,12 @@ export interface DataKey {
   name: string;
 }
 
+/** When a partition's rows end: the start of the next UTC month (or day, for the earlier layout), in ms. */
+export function partitionEnd(p: TimePartition): number {
+  const [y, m, d] = p.value.split('-').map(Number) as [number, number, number?];
+  return p.kind === 'month' ? Date.UTC(y, m, 1) : Date.UTC(y, m - 1, (d ?? 1) + 1);
+}
+
 /** The UTC month (`2024-01`) of a `date` value (`2024-01-02`), the partition an object's rows go to. */
 export function monthOf(date: string): string {
   return date.slice(0, 7);

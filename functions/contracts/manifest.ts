@@ -47,6 +47,36 @@ export const manifestSchema = z.object({
 
 export type Manifest = z.infer<typeof manifestSchema>;
 
+/**
+ * The warehouse keeps files whose data is newer than its retention (`WAREHOUSE_RETENTION_DAYS`): the
+ * cutoff `days` before `now`, or none.
+ */
+export function warehouseCutoff(days: number | undefined, now = new Date()): Date | undefined {
+  return days ? new Date(now.getTime() - days * 86_400_000) : undefined;
+}
+
+/** What the warehouse's retention reads of a manifest. */
+type DataTimes = Pick<Manifest, 'maxTs'> & { source: Pick<Manifest['source'], 'createdAt'> };
+
+/**
+ * When a file's data ends for the warehouse's retention: the end of the UTC month its newest row is in
+ * (the manifest's `maxTs`; a file without rows, its raw object's time). Retention goes by whole months,
+ * as the lake's partitions do, so that every enriched object of a dropped file is in a month past the
+ * cutoff too (the reconciler judges those by their partition: `partitionEnd`).
+ */
+export function dataEnd(m: DataTimes): number {
+  const t = new Date(m.maxTs ?? m.source.createdAt);
+  return Date.UTC(t.getUTCFullYear(), t.getUTCMonth() + 1, 1);
+}
+
+/**
+ * A file past the warehouse's retention: the month of its newest row ended before the cutoff. The lake
+ * keeps it; the warehouse drops it at compaction and neither loads it again nor has it sent again.
+ */
+export function pastWarehouseRetention(m: DataTimes, cutoff: Date | undefined): boolean {
+  return cutoff !== undefined && dataEnd(m) <= cutoff.getTime();
+}
+
 /** The normalized data objects a manifest's run made (its other outputs are rejects). */
 export function normalizedOutputs(m: Pick<Manifest, 'outputs'>): string[] {
   return m.outputs.filter((k) => k.startsWith(NORMALIZED_PREFIX));

@@ -59,6 +59,12 @@ const envSchema = z.object({
    * docs/architecture.md). Smaller makes commits smaller and level-1 files more frequent.
    */
   WAREHOUSE_DELTA_MAX_BYTES: z.coerce.number().int().min(0).optional(),
+  /**
+   * Days of data the warehouse keeps (unset: all): at each base compaction the files the month of whose
+   * newest row ended before then are dropped, and are not loaded or sent again. The lake keeps them
+   * (docs/deploy.md).
+   */
+  WAREHOUSE_RETENTION_DAYS: z.coerce.number().int().min(1).optional(),
   /** The longest wait between two re-emissions of an object that keeps failing. */
   RECONCILE_MAX_BACKOFF_SECONDS: z.coerce
     .number()
@@ -135,6 +141,7 @@ export const runtimeConfig = {
   tmpDir: env.PIPELINE_TMP,
   maxLineBytes: env.MAX_LINE_BYTES,
   warehouseDeltaMaxBytes: env.WAREHOUSE_DELTA_MAX_BYTES,
+  warehouseRetentionDays: env.WAREHOUSE_RETENTION_DAYS,
   reconcile: {
     graceSeconds: env.RECONCILE_GRACE_SECONDS,
     maxBackoffSeconds: env.RECONCILE_MAX_BACKOFF_SECONDS,

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { QueueName } from '../../topology/topology.js';
-import { enrichedKey, manifestKeyOf } from '../contracts/keys.js';
+import { enrichedKey, manifestKeyOf, parseDataKey, partitionEnd } from '../contracts/keys.js';
 import type { ListedObject } from '../core/s3.js';
 
 /**
@@ -28,6 +28,11 @@ export interface Inventory {
    * version the ledger does not hold; read from the manifests themselves.
    */
   manifestSources: Map<string, string>;
+  /**
+   * When each of those manifests' files ends for the warehouse's retention (`dataEnd`, ms): a file past
+   * it is not sent to the warehouse again. Optional: absent, all are sent.
+   */
+  manifestDataEnd?: Map<string, number>;
 }
 
 /** The raw version a manifest records: from the ledger when it holds that manifest version. */
@@ -103,6 +108,11 @@ export interface PlanOptions {
    * still found.
    */
   maxDeferSeconds: number;
+  /**
+   * The warehouse keeps files newer than this (`WAREHOUSE_RETENTION_DAYS`): what it dropped as older is
+   * not missing from it.
+   */
+  warehouseCutoff?: Date;
 }
 
 export interface Plan {
@@ -137,13 +147,28 @@ export function planReemissions(inv: Inventory, state: ReconcilerState, options:
       found.push({ bucket: 'raw', object: raw, reason: 'stale-manifest' });
   }
 
+  const cutoff = options.warehouseCutoff?.getTime();
+  // Past the warehouse's retention: a data object whose partition ends before the cutoff (every object
+  // of a file the warehouse dropped is: its month is no later than the file's newest row's), a manifest
+  // whose file's data does.
+  const past = (end: number | undefined) => cutoff !== undefined && end !== undefined && end <= cutoff;
+  const pastRetention = (key: string) => {
+    const p = parseDataKey(key)?.partition;
+    return past(p && partitionEnd(p));
+  };
+
   // Normalized objects → enriched, and every enriched version → the warehouse ledger.
   for (const normalized of inv.normalized) {
     if (!settled(normalized)) continue;
     const enriched = inv.enriched.get(enrichedKey(normalized.key));
     if (!enriched || enriched.lastModified < normalized.lastModified) {
       found.push({ bucket: 'lake', object: normalized, reason: 'not-enriched' });
-    } else if (inv.ledger && settled(enriched) && inv.ledger.get(enriched.key)?.eTag !== enriched.eTag) {
+    } else if (
+      inv.ledger &&
+      settled(enriched) &&
+      inv.ledger.get(enriched.key)?.eTag !== enriched.eTag &&
+      !pastRetention(enriched.key)
+    ) {
       // Enrich sends the warehouse message: emitting the normalized object again re-sends it.
       found.push({ bucket: 'lake', object: normalized, reason: 'enriched-not-loaded' });
     }
@@ -151,7 +176,8 @@ export function planReemissions(inv: Inventory, state: ReconcilerState, options:
 
   // Every manifest version → the warehouse (file accounting and rejects), through enrich.
   for (const manifest of inv.manifests.values()) {
-    if (inv.ledger && settled(manifest) && inv.ledger.get(manifest.key)?.eTag !== manifest.eTag) {
+    const expired = past(inv.manifestDataEnd?.get(manifest.key));
+    if (inv.ledger && settled(manifest) && inv.ledger.get(manifest.key)?.eTag !== manifest.eTag && !expired) {
       found.push({ bucket: 'lake', object: manifest, reason: 'manifest-not-loaded' });
     }
   }

@@ -6,7 +6,7 @@ import {
   NORMALIZED_PREFIX,
   RECONCILER_STATE_KEY,
 } from '../contracts/keys.js';
-import { manifestSchema } from '../contracts/manifest.js';
+import { dataEnd, manifestSchema, warehouseCutoff } from '../contracts/manifest.js';
 import { fromMetadata } from '../contracts/provenance.js';
 import { forEachConcurrent } from '../core/concurrency.js';
 import { objectCreatedMessages } from '../core/notify.js';
@@ -40,6 +40,8 @@ export interface ReconcileDeps {
   graceSeconds: number;
   maxBackoffSeconds: number;
   maxDeferSeconds: number;
+  /** Days of data the warehouse keeps (`WAREHOUSE_RETENTION_DAYS`): older files are not sent to it. */
+  warehouseRetentionDays?: number;
   now?: () => Date;
 }
 
@@ -78,10 +80,13 @@ export async function takeInventory(deps: ReconcileDeps): Promise<Inventory> {
     deps.ledger(),
   ]);
   const manifestSources = new Map<string, string>();
+  const manifestDataEnd = new Map<string, number>();
   const unloaded = manifests.filter((m) => ledger?.get(m.key)?.eTag !== m.eTag);
   await forEachConcurrent(unloaded, 8, async (m) => {
     const parsed = manifestSchema.safeParse(await deps.getJson(lake, m.key));
-    if (parsed.success) manifestSources.set(m.key, parsed.data.source.eTag);
+    if (!parsed.success) return;
+    manifestSources.set(m.key, parsed.data.source.eTag);
+    manifestDataEnd.set(m.key, dataEnd(parsed.data));
   });
   return {
     rawBucket: raw,
@@ -91,6 +96,7 @@ export async function takeInventory(deps: ReconcileDeps): Promise<Inventory> {
     enriched: byKey(enriched),
     ledger,
     manifestSources,
+    manifestDataEnd,
   };
 }
 
@@ -155,6 +161,7 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
     maxBackoffSeconds: deps.maxBackoffSeconds,
     maxDeferSeconds: deps.maxDeferSeconds,
     busyQueues: new Set(stages.filter((_, i) => depths[i]! > 0)),
+    warehouseCutoff: warehouseCutoff(deps.warehouseRetentionDays, now),
   });
   const bodies = new Map<QueueName, string[]>();
   for (const e of await throughManifests(deps, inventory, plan.emit)) {

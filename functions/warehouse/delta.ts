@@ -333,6 +333,7 @@ export async function foldDelta(
   next: BaseRef,
   declared: Declarations = DECLARED,
   l1Path?: string,
+  retentionCutoff?: Date,
 ): Promise<void> {
   const instance = await openDuckDB(basePath);
   try {
@@ -368,6 +369,7 @@ export async function foldDelta(
           `INSERT INTO main.${t} BY NAME SELECT * FROM (${rows})${order ? ` ORDER BY ${order}` : ''}`,
         );
       }
+      if (retentionCutoff) await dropPastRetention(c, retentionCutoff);
       await setMeta(c, { generation: next.generation, baseKey: next.baseKey });
       for (const view of VIEWS) await c.run(view);
       await c.run('COMMIT');
@@ -378,6 +380,39 @@ export async function foldDelta(
   } finally {
     instance.closeSync();
   }
+}
+
+/**
+ * The warehouse's retention, applied to a new base: every file (raw version) the month of whose newest
+ * reading or event — or, without rows, of whose raw object — ended before `cutoff` goes whole: its rows,
+ * rejects, ledger and manifest rows (the same rule as `pastWarehouseRetention`). What the ledger says
+ * stays true (every object it lists is loaded, with its rows), and the writer and the reconciler leave
+ * such files alone.
+ */
+async function dropPastRetention(c: DuckDBConnection, cutoff: Date): Promise<void> {
+  // UTC wall time: the months are UTC months, whatever the session's time zone.
+  const at = { cutoff: cutoff.toISOString().replace('T', ' ').replace('Z', '') };
+  await c.run(
+    `CREATE OR REPLACE TEMP TABLE past_retention AS
+     SELECT file FROM (
+       SELECT source_key || chr(0) || source_etag AS file, max(newest) AS newest FROM (
+         SELECT source_key, source_etag, max(ts) AS newest FROM main.readings GROUP BY ALL
+         UNION ALL SELECT source_key, source_etag, max(ts) FROM main.events GROUP BY ALL
+         UNION ALL SELECT source_key, source_etag, raw_created_at FROM main.manifests
+           WHERE rows_readings + rows_events = 0)
+       GROUP BY ALL)
+     WHERE date_trunc('month', timezone('UTC', newest)) + INTERVAL 1 MONTH <= CAST($cutoff AS TIMESTAMP)`,
+    at,
+  );
+  let dropped = 0;
+  for (const t of ['readings', 'events', 'rejects', 'ledger', 'manifests'] as const) {
+    const r = await c.run(
+      `DELETE FROM main.${t} WHERE source_key || chr(0) || source_etag IN (SELECT file FROM past_retention)`,
+    );
+    if (t === 'manifests') dropped = r.rowsChanged;
+  }
+  if (dropped > 0)
+    logger.info({ files: dropped, cutoff: at.cutoff }, 'files past the warehouse retention dropped');
 }
 
 /**

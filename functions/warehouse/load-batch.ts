@@ -14,7 +14,13 @@ import {
   newL1Key,
   parseDataKey,
 } from '../contracts/keys.js';
-import { enrichedOutputs, type Manifest, manifestSchema } from '../contracts/manifest.js';
+import {
+  enrichedOutputs,
+  type Manifest,
+  manifestSchema,
+  pastWarehouseRetention,
+  warehouseCutoff,
+} from '../contracts/manifest.js';
 import type { WarehouseFile as FileEntry, WarehouseMessage } from '../contracts/messages.js';
 import { DATA_TABLES, type DataTable, isDataTable } from '../contracts/tables.js';
 import { forEachConcurrent } from '../core/concurrency.js';
@@ -59,6 +65,9 @@ export interface WarehouseDeps {
   commit?: (file: WarehouseFile, eTag: string | undefined) => Promise<string>;
   /** When the delta is folded into the base (default: COMPACTION). */
   compaction?: CompactionPolicy;
+  /** Days of data the warehouse keeps (`WAREHOUSE_RETENTION_DAYS`; unset: all). */
+  retentionDays?: number;
+  now?: () => Date;
 }
 
 export interface BatchStats {
@@ -169,6 +178,7 @@ async function apply(
   messages: WarehouseMessage[],
   work: string,
   stats: BatchStats,
+  cutoff: Date | undefined,
 ): Promise<void> {
   await c.run('CREATE OR REPLACE TEMP TABLE touched (factory VARCHAR, device VARCHAR, metric VARCHAR)');
   // The files of consecutive `files` messages are applied together (one statement per table for all of
@@ -176,7 +186,7 @@ async function apply(
   let files: FileEntry[] = [];
   const flush = async () => {
     if (files.length > 0)
-      await applyFiles(c, files, join(work, `files-${stats.objects + stats.skipped}`), stats);
+      await applyFiles(c, files, join(work, `files-${stats.objects + stats.skipped}`), stats, cutoff);
     files = [];
   };
   for (const [i, m] of messages.entries()) {
@@ -237,7 +247,13 @@ interface FileWork {
  * of a hundred files costs a few statements more than a commit of one. Per file only what is rare: a
  * newer version replacing an older one's rows, an object that a run no longer makes.
  */
-async function applyFiles(c: DuckDBConnection, entries: FileEntry[], dir: string, stats: BatchStats) {
+async function applyFiles(
+  c: DuckDBConnection,
+  entries: FileEntry[],
+  dir: string,
+  stats: BatchStats,
+  cutoff: Date | undefined,
+) {
   await mkdir(dir, { recursive: true });
   // One entry per manifest: each reads what the lake holds now, so a repeat adds nothing but a reprocess mark.
   const unique = new Map<string, FileEntry>();
@@ -261,7 +277,17 @@ async function applyFiles(c: DuckDBConnection, entries: FileEntry[], dir: string
       stats.skipped++;
       continue;
     }
-    candidates.push({ entry, eTag: current.eTag, manifest: manifestSchema.parse(current.value) });
+    const manifest = manifestSchema.parse(current.value);
+    if (pastWarehouseRetention(manifest, cutoff)) {
+      // Older than the warehouse keeps: the lake has it (a late backfill, or one sent again).
+      logger.info(
+        { lake_key: entry.key, source_key: manifest.source.key },
+        'file past the warehouse retention; not loaded',
+      );
+      stats.skipped++;
+      continue;
+    }
+    candidates.push({ entry, eTag: current.eTag, manifest });
   }
   // The ledger rows of all these raw files, in one read.
   await tempTable(
@@ -656,6 +682,7 @@ export async function loadBatch(messages: WarehouseMessage[], deps: WarehouseDep
     };
     const work = await mkdtemp(join(deps.tmpDir, 'warehouse-'));
     const baselines = join(work, 'baselines.parquet');
+    const cutoff = warehouseCutoff(deps.retentionDays, deps.now?.());
     try {
       const deltaETag = await delta.checkout();
       let ref: BaseRef;
@@ -682,7 +709,7 @@ export async function loadBatch(messages: WarehouseMessage[], deps: WarehouseDep
         ref,
         async (c, state) => {
           await refreshReference(c, await deps.reference(), state);
-          await apply(c, messages, work, stats);
+          await apply(c, messages, work, stats, cutoff);
           await updateBaselines(c, deps.baselineDays, baselines);
         },
         undefined,
@@ -707,7 +734,7 @@ export async function loadBatch(messages: WarehouseMessage[], deps: WarehouseDep
           const folded = { eTag: stats.eTag, reference };
           const next =
             due === 'base'
-              ? await compact(deps.files, ref, folded, commit)
+              ? await compact(deps.files, ref, folded, commit, cutoff)
               : await compactL1(deps.files, ref, folded, commit);
           stats.eTag = next.eTag;
           deps.files.named = next;
@@ -826,6 +853,7 @@ async function compact(
   ref: BaseRef,
   folded: { eTag: string; reference: string | null },
   commit: NonNullable<WarehouseDeps['commit']>,
+  retentionCutoff: Date | undefined,
 ): Promise<BaseRef & { eTag: string }> {
   const next: BaseRef = { generation: ref.generation + 1, baseKey: newBaseKey(ref.generation + 1) };
   const { bases, l1s, delta, bucket } = files;
@@ -833,7 +861,14 @@ async function compact(
   await rename(bases.path(ref.baseKey), bases.path(next.baseKey));
   let eTag: string;
   try {
-    await foldDelta(bases.path(next.baseKey), delta.path, next, undefined, ref.l1Key && l1s.path(ref.l1Key));
+    await foldDelta(
+      bases.path(next.baseKey),
+      delta.path,
+      next,
+      undefined,
+      ref.l1Key && l1s.path(ref.l1Key),
+      retentionCutoff,
+    );
     await uploadFile(bucket, next.baseKey, bases.path(next.baseKey), DUCKDB_TYPE);
     eTag = await switchTo(files, next, bases.path(next.baseKey), undefined, folded, commit);
   } catch (err) {

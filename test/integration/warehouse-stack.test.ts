@@ -200,6 +200,87 @@ describe('raw upload → enriched rows in the DuckDB warehouse', () => {
   });
 });
 
+describe('the warehouse retention (WAREHOUSE_RETENTION_DAYS)', () => {
+  it('a compaction drops whole files past it — rows, rejects, ledger, manifest — and they are not loaded again', async () => {
+    const old = 'ret/2024/03/04/old.jsonl';
+    const recent = `ret/${new Date().toISOString().slice(0, 10).replaceAll('-', '/')}/recent.jsonl`;
+    await stack.put(old, joinLines(jsonlReadings({ seed: 31, lines: 100, start, badEvery: 50 })));
+    await stack.put(
+      recent,
+      joinLines(jsonlReadings({ seed: 32, lines: 50, start: new Date(Date.now() - 3_600_000) })),
+    );
+    await stack.waitForWarehouse([old, recent]);
+    // A second warehouse (own bucket), written by the domain function: the shared one keeps its 2024 data.
+    await stack.runtime.s3.send(new CreateBucketCommand({ Bucket: 'retention-test' }));
+    const { WarehouseFiles } = await import('../../functions/warehouse/warehouse-file.js');
+    const { loadBatch } = await import('../../functions/warehouse/load-batch.js');
+    const { bundledReference } = await import('../../functions/contracts/reference.js');
+    const dir = await mkdtemp(join(stack.data, 'retention-'));
+    const ref = bundledReference(join(import.meta.dirname, '..', '..', 'config'));
+    const message = async (...raw: string[]): Promise<WarehouseMessage> => ({
+      kind: 'files',
+      files: await Promise.all(
+        raw.map(async (key) => {
+          const [m] = await stack.list('lake', manifestKeyOf('raw', key));
+          return { bucket: 'lake', key: m!.key, eTag: m!.eTag, enrichedAt: new Date().toISOString() };
+        }),
+      ),
+    });
+    const deps = {
+      files: new WarehouseFiles('retention-test', dir),
+      warehouseBucket: 'retention-test',
+      tmpDir: dir,
+      baselineDays: 7,
+      reference: async () => ({ ...ref, sources: { devices: 'b', errorCodes: 'b' } }),
+    };
+    const per = async (key: string) =>
+      (
+        await stack.queryWarehouse(
+          `SELECT
+            (SELECT count(*) FROM readings WHERE source_key = '${key}') AS readings,
+            (SELECT count(*) FROM rejects WHERE source_key = '${key}') AS rejects,
+            (SELECT count(*) FROM ledger WHERE source_key = '${key}') AS ledger,
+            (SELECT count(*) FROM manifests WHERE source_key = '${key}') AS manifests`,
+          'retention-test',
+        )
+      )[0];
+    // Without a retention both files load.
+    expect(await loadBatch([await message(old, recent)], deps)).toMatchObject({ objects: 4 });
+    expect(await per(old)).toEqual({ readings: '98', rejects: '2', ledger: '2', manifests: '1' });
+
+    // Retention goes by whole UTC months: on March 20, 2024, ten days' retention keeps the file of
+    // March 4 (its month has not ended) …
+    const compact = { minBytes: 0, baseFraction: 0 };
+    const inMonth = await loadBatch([await message(old)], {
+      ...deps,
+      compaction: compact,
+      retentionDays: 10,
+      now: () => new Date('2024-03-20T00:00:00Z'),
+    });
+    expect(inMonth).toMatchObject({ compacted: 'base' });
+    expect(await per(old)).toEqual({ readings: '98', rejects: '2', ledger: '2', manifests: '1' });
+
+    // … and today a base compaction with a retention of 365 days drops it; the recent file stays.
+    const stats = await loadBatch([await message(old)], {
+      ...deps,
+      compaction: compact,
+      retentionDays: 365,
+    });
+    expect(stats).toMatchObject({ objects: 0, compaction: 'done', compacted: 'base' });
+    expect(await per(old)).toEqual({ readings: '0', rejects: '0', ledger: '0', manifests: '0' });
+    expect(await per(recent)).toEqual({ readings: '50', rejects: '0', ledger: '2', manifests: '1' });
+
+    // Sent again (a reprocess, a late backfill), the old file is not loaded: past the retention.
+    expect(await loadBatch([await message(old)], { ...deps, retentionDays: 365 })).toMatchObject({
+      objects: 0,
+      skipped: 1,
+    });
+    expect(await per(old)).toEqual({ readings: '0', rejects: '0', ledger: '0', manifests: '0' });
+    // The lake keeps it.
+    expect(await stack.list('lake', manifestKeyOf('raw', old))).toHaveLength(1);
+  });
+});
+
 describe('the warehouse writer, crashing between load and upload', () => {
   it('the retry produces the right file: every object once', async () => {
     // A second warehouse (own bucket and key), written by the domain function directly.

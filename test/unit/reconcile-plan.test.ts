@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { enrichedKey, manifestKeyOf } from '../../functions/contracts/keys.js';
+import { dataEnd } from '../../functions/contracts/manifest.js';
 import type { ListedObject } from '../../functions/core/s3.js';
 import {
   emptyState,
@@ -55,6 +56,40 @@ const reasons = (plan: ReturnType<typeof planReemissions>) =>
   plan.emit.map((e) => `${e.bucket}:${e.object.key}:${e.reason}`);
 
 describe('planReemissions', () => {
+  it('does not send the warehouse what it dropped as past its retention, and sends what is within', () => {
+    const inv = complete();
+    const manifest = [...inv.manifests.values()][0]!;
+    const enriched = [...inv.enriched.values()][0]!;
+    // Neither the manifest nor the enriched object is in the ledger (dropped at a compaction).
+    inv.ledger = new Map();
+    inv.manifestSources.set(manifest.key, 'raw-v1');
+    // The file's newest row is of November 25: for retention, its data ends with November.
+    inv.manifestDataEnd = new Map([
+      [manifest.key, dataEnd({ maxTs: '2026-11-25T12:00:00.000Z', source: { createdAt: '' } })],
+    ]);
+    const missing = [`lake:${manifest.key}:manifest-not-loaded`, `lake:${NORM}:enriched-not-loaded`].sort();
+    // Past a cutoff of December 2 (its object's partition, November 25, too) …
+    const past = planReemissions(inv, emptyState(), {
+      ...options,
+      warehouseCutoff: new Date('2026-12-02T00:00:00Z'),
+    });
+    expect(past.emit).toEqual([]);
+    // … within one of November 20, or with no retention …
+    const within = planReemissions(inv, emptyState(), {
+      ...options,
+      warehouseCutoff: new Date('2026-11-20T00:00:00Z'),
+    });
+    expect(reasons(within).sort()).toEqual(missing);
+    expect(reasons(planReemissions(inv, emptyState(), options)).sort()).toEqual(missing);
+    expect(enriched.key).toContain('date=2026-11-25');
+    // … and on November 27 the file is within (its month has not ended), so its manifest is sent.
+    const midMonth = planReemissions(inv, emptyState(), {
+      ...options,
+      warehouseCutoff: new Date('2026-11-27T00:00:00Z'),
+    });
+    expect(reasons(midMonth)).toEqual([`lake:${manifest.key}:manifest-not-loaded`]);
+  });
+
   it('emits nothing for a file that reached every stage', async () => {
     const plan = planReemissions(complete(), emptyState(), options);
     expect(plan.emit).toEqual([]);
