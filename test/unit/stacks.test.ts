@@ -307,6 +307,27 @@ describe('SST stacks = topology', () => {
     }
   });
 
+  it('gives WAREHOUSE_RETENTION_DAYS to the writer and the reconciler, and to no other function', async () => {
+    const holders = () =>
+      functions
+        .filter(([name, spec]) => 'WAREHOUSE_RETENTION_DAYS' in (declared(name, spec).environment as object))
+        .map(([name, spec]) => [
+          name,
+          (declared(name, spec).environment as Record<string, string>).WAREHOUSE_RETENTION_DAYS,
+        ]);
+    expect(holders()).toEqual([]);
+    process.env.WAREHOUSE_RETENTION_DAYS = '90';
+    try {
+      await runStacks();
+      expect(holders().sort()).toEqual([
+        ['reconcile', '90'],
+        ['warehouse', '90'],
+      ]);
+    } finally {
+      delete process.env.WAREHOUSE_RETENTION_DAYS;
+    }
+  });
+
   it('declares the lake for Athena: a Glue table per lake table, columns as declared, partitions projected', () => {
     expect(Object.values(rec.glueDatabases)).toEqual([
       { name: 'telemetry_pipeline_test', description: expect.any(String) },
