@@ -227,6 +227,16 @@ export function pipeline() {
     };
   };
 
+  /**
+   * A function fed by a standard queue: its cap goes on the event source mapping (maximum concurrency),
+   * where Lambda polls no more than that, rather than a reservation the poller would overrun into
+   * throttles (topology: `maxConcurrency`).
+   */
+  const pollerCap = (spec: FunctionSpec) =>
+    'queue' in spec.trigger && !topology.queues[spec.trigger.queue].fifo
+      ? Math.max(2, spec.maxConcurrency)
+      : undefined;
+
   const functionArgs = (name: FunctionName, spec: FunctionSpec) => {
     const watch = watching(spec);
     const page = 'url' in spec.trigger;
@@ -258,7 +268,8 @@ export function pipeline() {
         ...watch.environment,
       },
       ...(watch.permissions ? { permissions: watch.permissions } : {}),
-      concurrency: { reserved: spec.reservedConcurrency },
+      // A standard queue's subscriber is capped at its event source mapping instead (`pollerCap`).
+      ...(pollerCap(spec) ? {} : { concurrency: { reserved: spec.maxConcurrency } }),
       nodejs: { install: NATIVE },
     };
   };
@@ -295,6 +306,9 @@ export function pipeline() {
             : {}),
           partialResponses: true,
         },
+        ...(pollerCap(spec)
+          ? { transform: { eventSourceMapping: { scalingConfig: { maximumConcurrency: pollerCap(spec) } } } }
+          : {}),
       });
       functionNames[name] = subscriber.nodes.function.apply((f) => f.name);
     }

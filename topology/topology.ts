@@ -48,11 +48,15 @@ export interface FunctionSpec {
    */
   watches?: readonly QueueName[];
   /**
-   * Deployed: the function's reserved concurrency — at most this many invocations at once, and that many
-   * kept for it whatever else the account runs (docs/deploy.md, "Concurrency"). Locally, invocations of
-   * a function run one batch at a time.
+   * At most this many invocations at once (docs/deploy.md, "Concurrency"). Deployed, a function fed by a
+   * standard queue has it as its event source mapping's maximum concurrency (2 at least): Lambda polls no
+   * more batches than that and the rest wait in the queue. Reserved concurrency would not do: the poller
+   * ignores it, and each batch it hands a function at its limit is throttled — a receive that counts
+   * towards the DLQ. Every other function (the crons, the API, the writer on its FIFO queue, which takes
+   * one batch at a time of its single message group) has it as reserved concurrency. Locally,
+   * invocations of a function run one batch at a time.
    */
-  reservedConcurrency: number;
+  maxConcurrency: number;
 }
 
 /** Objects under `prefix` in a bucket expire this many days after they were written. */
@@ -108,7 +112,9 @@ export const topology = {
    * and a queue whose oldest message is older than this many seconds — work stuck, not merely queued.
    */
   alarms: {
-    oldestMessageSeconds: { fetch: 3600, etl: 900, enrich: 900, warehouse: 1800 },
+    // Above each queue's visibility timeout: a message waiting out one failed attempt counts as old,
+    // and one retry must not page anyone.
+    oldestMessageSeconds: { fetch: 7200, etl: 3600, enrich: 3600, warehouse: 7200 },
   } satisfies { oldestMessageSeconds: Record<QueueName, number> },
   functions: {
     // Every minute; each source's own cron in factories.yaml decides whether it is due.
@@ -116,7 +122,7 @@ export const topology = {
       handler: 'schedule',
       memoryMB: 256,
       timeoutSeconds: 60,
-      reservedConcurrency: 1,
+      maxConcurrency: 1,
       storageMB: 512,
       trigger: { schedule: 'rate(1 minute)' },
       links: { buckets: [], queues: ['fetch'] },
@@ -125,7 +131,7 @@ export const topology = {
       handler: 'fetch',
       memoryMB: 1024,
       timeoutSeconds: 900,
-      reservedConcurrency: 2,
+      maxConcurrency: 2,
       storageMB: 10240,
       // One source per invocation: a slow or failing source never holds up another.
       trigger: { queue: 'fetch', batchSize: 1, batchWindowSeconds: 0 },
@@ -136,7 +142,7 @@ export const topology = {
       handler: 'etl',
       memoryMB: 2048,
       timeoutSeconds: 300,
-      reservedConcurrency: 20,
+      maxConcurrency: 20,
       storageMB: 4096,
       trigger: { queue: 'etl', batchSize: 10, batchWindowSeconds: 0 },
       links: { buckets: ['raw', 'lake'], queues: [] },
@@ -145,7 +151,7 @@ export const topology = {
       handler: 'enrich',
       memoryMB: 2048,
       timeoutSeconds: 300,
-      reservedConcurrency: 10,
+      maxConcurrency: 10,
       storageMB: 4096,
       trigger: { queue: 'enrich', batchSize: 10, batchWindowSeconds: 0 },
       // reads normalized/ and writes enriched/ in the lake, reads baselines from the warehouse bucket
@@ -155,7 +161,7 @@ export const topology = {
       handler: 'warehouse',
       memoryMB: 3008,
       timeoutSeconds: 900,
-      reservedConcurrency: 1,
+      maxConcurrency: 1,
       storageMB: 10240,
       // FIFO event sources take at most 10 messages per batch and no batching window.
       trigger: { queue: 'warehouse', batchSize: 10, batchWindowSeconds: 0 },
@@ -167,7 +173,7 @@ export const topology = {
       handler: 'reconcile',
       memoryMB: 1024,
       timeoutSeconds: 900,
-      reservedConcurrency: 1,
+      maxConcurrency: 1,
       storageMB: 10240,
       trigger: { schedule: 'rate(15 minutes)' },
       // lists raw and lake, keeps its state in the lake, reads the warehouse ledger; sends to etl and
@@ -179,7 +185,7 @@ export const topology = {
       handler: 'api',
       memoryMB: 1536,
       timeoutSeconds: 30,
-      reservedConcurrency: 10,
+      maxConcurrency: 10,
       storageMB: 4096,
       trigger: { url: true },
       links: { buckets: ['warehouse'], queues: [] },

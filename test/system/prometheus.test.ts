@@ -138,7 +138,7 @@ describe('the alerting rules in a real Prometheus', () => {
   it('promtool accepts them; Prometheus loads and evaluates them, and a dead letter fires DeadLetters', async () => {
     const rules = join(import.meta.dirname, '..', '..', 'local/monitoring/alerts.yml');
     expect(execFileSync('/usr/bin/promtool', ['check', 'rules', rules], { encoding: 'utf8' })).toContain(
-      'SUCCESS: 3 rules found',
+      'SUCCESS: 6 rules found',
     );
     type Rule = { name: string; health: string; lastEvaluation: string; state: string };
     const loaded = async () => {
@@ -150,15 +150,15 @@ describe('the alerting rules in a real Prometheus', () => {
     await waitFor(
       async () => {
         const r = await loaded();
-        return r.length === 3 && r.every((x) => x.health === 'ok' && !x.lastEvaluation.startsWith('0001'));
+        return r.length === 6 && r.every((x) => x.health === 'ok' && !x.lastEvaluation.startsWith('0001'));
       },
       20_000,
-      'three alerting rules loaded and evaluated',
+      'six alerting rules loaded and evaluated',
     );
     expect((await loaded()).map((r) => r.name).sort()).toEqual([
       'DeadLetters',
       'FunctionErrors',
-      'QueueNotDraining',
+      ...Array(4).fill('QueueNotDraining'),
     ]);
     // A message in the etl DLQ: the runtime's gauge shows it, the rule fires.
     const { SendMessageCommand, ReceiveMessageCommand, DeleteMessageCommand } = await import(

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { registry } from '../../functions/core/telemetry.js';
+import { topology } from '../../topology/topology.js';
 
 const root = join(import.meta.dirname, '..', '..');
 const dashboard = JSON.parse(
@@ -72,6 +73,24 @@ describe('monitoring', () => {
     // It says which panels need which source.
     expect(dashboard.description).toContain('CloudWatch');
     expect(dashboard.panels.filter((p) => p.description?.includes('Local runtime only'))).toHaveLength(2);
+  });
+
+  it('the local QueueNotDraining rules wait, per queue, as long as the CloudWatch alarm on its oldest message', () => {
+    const rules = (
+      parse(readFileSync(join(root, 'local/monitoring/alerts.yml'), 'utf8')) as {
+        groups: { rules: { alert: string; expr: string; labels: Record<string, string> }[] }[];
+      }
+    ).groups.flatMap((g) => g.rules);
+    const windows = Object.fromEntries(
+      rules
+        .filter((r) => r.alert === 'QueueNotDraining')
+        .map((r) => {
+          const m = /queue_messages\{queue="(\w+)"\}\[(\d+)([hm])\]/.exec(r.expr)!;
+          expect(r.labels.queue).toBe(m[1]);
+          return [m[1], Number(m[2]) * (m[3] === 'h' ? 3600 : 60)];
+        }),
+    );
+    expect(windows).toEqual(topology.alarms.oldestMessageSeconds);
   });
 
   it('every metric name has the telemetry_pipeline_ prefix', async () => {

@@ -375,12 +375,45 @@ describe('SST stacks = topology', () => {
     );
   });
 
-  it('reserves each function its topology concurrency (fetch kept low, one warehouse writer)', () => {
+  it('caps each function at its topology concurrency: standard-queue subscribers by their poller, the rest by reservation', () => {
+    const capped: Record<string, unknown> = {};
     for (const [name, spec] of functions) {
-      expect(declared(name, spec).concurrency, name).toEqual({ reserved: spec.reservedConcurrency });
+      const t = spec.trigger;
+      if ('queue' in t && !topology.queues[t.queue].fifo) {
+        // Reserved concurrency would have the poller's surplus batches throttled into the DLQ.
+        expect(declared(name, spec).concurrency, name).toBeUndefined();
+        const sub = rec.subscribers[linkName('queue', t.queue)]!.find(
+          (x) => x.fn.handler === `functions/${spec.handler}.handler`,
+        )!;
+        capped[name] = (
+          sub.args as { transform?: { eventSourceMapping?: unknown } }
+        ).transform?.eventSourceMapping;
+      } else {
+        capped[name] = declared(name, spec).concurrency;
+      }
     }
-    expect(topology.functions.warehouse.reservedConcurrency).toBe(1);
-    expect(topology.functions.fetch.reservedConcurrency).toBeLessThanOrEqual(2);
+    expect(capped).toEqual({
+      schedule: { reserved: 1 },
+      fetch: { scalingConfig: { maximumConcurrency: 2 } },
+      etl: { scalingConfig: { maximumConcurrency: 20 } },
+      enrich: { scalingConfig: { maximumConcurrency: 10 } },
+      warehouse: { reserved: 1 },
+      reconcile: { reserved: 1 },
+      api: { reserved: 10 },
+    });
+    for (const [name, spec] of functions) {
+      expect(capped[name], name).toEqual(
+        'reserved' in (capped[name] as object)
+          ? { reserved: spec.maxConcurrency }
+          : { scalingConfig: { maximumConcurrency: spec.maxConcurrency } },
+      );
+    }
+  });
+
+  it('alarms on a queue’s oldest message only past its visibility timeout: one retry pages no one', () => {
+    for (const [name, seconds] of Object.entries(topology.alarms.oldestMessageSeconds)) {
+      expect(seconds, name).toBeGreaterThan(topology.queues[name as QueueName].visibilityTimeoutSeconds);
+    }
   });
 
   it('declares every queue with its DLQ, FIFO-ness, visibility timeout and maxReceiveCount', () => {
