@@ -93,10 +93,13 @@ const SERDE: Record<LakeTable['format'], { input: string; output: string; librar
     output: 'org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat',
     library: 'org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe',
   },
+  // Manifests are pretty-printed JSON: a record spans lines, which the line-based JSON SerDes (OpenX,
+  // Hive's) cannot read. Ion is a superset of JSON and its SerDe reads a record across lines; it matches
+  // fields to columns case-insensitively (`createdAt` → `createdat`).
   json: {
-    input: 'org.apache.hadoop.mapred.TextInputFormat',
-    output: 'org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat',
-    library: 'org.openx.data.jsonserde.JsonSerDe',
+    input: 'com.amazon.ionhiveserde.formats.IonInputFormat',
+    output: 'com.amazon.ionhiveserde.formats.IonOutputFormat',
+    library: 'com.amazon.ionhiveserde.IonHiveSerDe',
   },
 };
 
