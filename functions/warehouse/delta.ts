@@ -13,6 +13,7 @@ import {
   META,
   META_L1,
   missingColumns,
+  RETIRED,
   TABLE_NAMES,
   TABLES,
   type TableName,
@@ -385,9 +386,9 @@ export async function foldDelta(
 /**
  * The warehouse's retention, applied to a new base: every file (raw version) the month of whose newest
  * reading or event — or, without rows, of whose raw object — ended before `cutoff` goes whole: its rows,
- * rejects, ledger and manifest rows (the same rule as `pastWarehouseRetention`). What the ledger says
- * stays true (every object it lists is loaded, with its rows), and the writer and the reconciler leave
- * such files alone.
+ * rejects, manifest row and ledger rows (the same rule as `pastWarehouseRetention`). Each such file's
+ * manifest version stays in the ledger as `retired`: accounted for, so the writer does not load it
+ * again and the reconciler neither reads its manifest nor sends it again on each run.
  */
 async function dropPastRetention(c: DuckDBConnection, cutoff: Date): Promise<void> {
   // UTC wall time: the months are UTC months, whatever the session's time zone.
@@ -404,15 +405,21 @@ async function dropPastRetention(c: DuckDBConnection, cutoff: Date): Promise<voi
      WHERE date_trunc('month', timezone('UTC', newest)) + INTERVAL 1 MONTH <= CAST($cutoff AS TIMESTAMP)`,
     at,
   );
-  let dropped = 0;
-  for (const t of ['readings', 'events', 'rejects', 'ledger', 'manifests'] as const) {
-    const r = await c.run(
-      `DELETE FROM main.${t} WHERE source_key || chr(0) || source_etag IN (SELECT file FROM past_retention)`,
-    );
-    if (t === 'manifests') dropped = r.rowsChanged;
+  const dropping = 'source_key || chr(0) || source_etag IN (SELECT file FROM past_retention)';
+  const retired = await c.run(
+    `INSERT INTO main.ledger (lake_key, etag, kind, source_key, source_etag, raw_created_at, rows, enriched_at, loaded_at)
+     SELECT lake_key, etag, '${RETIRED}', source_key, source_etag, raw_created_at, 0, NULL, now()
+     FROM main.ledger WHERE kind = 'manifest' AND ${dropping}`,
+  );
+  for (const t of ['readings', 'events', 'rejects', 'manifests'] as const) {
+    await c.run(`DELETE FROM main.${t} WHERE ${dropping}`);
   }
-  if (dropped > 0)
-    logger.info({ files: dropped, cutoff: at.cutoff }, 'files past the warehouse retention dropped');
+  await c.run(`DELETE FROM main.ledger WHERE kind <> '${RETIRED}' AND ${dropping}`);
+  if (retired.rowsChanged > 0)
+    logger.info(
+      { files: retired.rowsChanged, cutoff: at.cutoff },
+      'files past the warehouse retention dropped',
+    );
 }
 
 /**

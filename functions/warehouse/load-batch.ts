@@ -13,6 +13,7 @@ import {
   newBaseKey,
   newL1Key,
   parseDataKey,
+  partitionEnd,
 } from '../contracts/keys.js';
 import {
   enrichedOutputs,
@@ -32,7 +33,6 @@ import {
   deleteObject,
   downloadIfChanged,
   downloadToFile,
-  getJson,
   getObjectJson,
   headObject,
   isNotFound,
@@ -53,6 +53,7 @@ import {
   removeRows,
   writeDelta,
 } from './delta.js';
+import { RETIRED } from './schema.js';
 import { WarehouseConflictError, type WarehouseFile, type WarehouseFiles } from './warehouse-file.js';
 
 export interface WarehouseDeps {
@@ -197,13 +198,75 @@ async function apply(
     await flush();
     const dir = join(work, String(i));
     await mkdir(dir);
-    if (m.kind === 'data') await applyData(c, m, dir, stats);
-    else {
-      const manifest = manifestSchema.parse(await getJson(m.bucket, m.key));
-      await applyManifest(c, { ...m, manifest }, dir, stats);
+    if (m.kind === 'data') {
+      // Past the retention, by its partition (`reprocess --step warehouse` sends every object).
+      const p = parseDataKey(m.key)?.partition;
+      if (cutoff && p && partitionEnd(p) <= cutoff.getTime()) stats.skipped++;
+      else await applyData(c, m, dir, stats);
+    } else {
+      const current = await getObjectJson(m.bucket, m.key);
+      const manifest = current && manifestSchema.parse(current.value);
+      if (!current || !manifest) {
+        logger.info({ lake_key: m.key }, 'manifest gone; file not loaded');
+        stats.skipped++;
+      } else if (pastWarehouseRetention(manifest, cutoff)) {
+        await retireFiles(c, [{ key: m.key, eTag: current.eTag, manifest }], stats);
+      } else {
+        await applyManifest(c, { ...m, manifest }, dir, stats);
+      }
     }
   }
   await flush();
+}
+
+/** A manifest version past the warehouse's retention. */
+interface Retiring {
+  key: string;
+  eTag: string;
+  manifest: Manifest;
+}
+
+/**
+ * Files past the warehouse's retention that were sent to it (a late backfill of old data, a reprocess, a
+ * message from before the retention was set): nothing of them loads, what an earlier version loaded goes
+ * as a compaction would drop it, and each manifest version is recorded in the ledger as `retired` — as a
+ * compaction records what it drops — so the reconciler counts it as accounted for and neither reads its
+ * manifest nor sends it again.
+ */
+async function retireFiles(c: DuckDBConnection, files: Retiring[], stats: BatchStats): Promise<void> {
+  if (files.length === 0) return;
+  for (const f of files) {
+    logger.info(
+      { lake_key: f.key, source_key: f.manifest.source.key },
+      'file past the warehouse retention; not loaded',
+    );
+  }
+  stats.skipped += files.length;
+  await tempTable(
+    c,
+    'retiring',
+    ['manifest_key', 'manifest_etag', 'source_key', 'source_etag', 'raw_created_at'],
+    files.map((f) => [
+      f.key,
+      f.eTag,
+      f.manifest.source.key,
+      f.manifest.source.eTag,
+      f.manifest.source.createdAt,
+    ]),
+  );
+  const ofThem = 'source_key IN (SELECT source_key FROM retiring)';
+  // Rows of theirs are loaded only if the ledger holds more than a retired version: only then are the
+  // tables scanned.
+  if (Number(await scalar(c, `SELECT count(*) FROM ledger WHERE kind <> '${RETIRED}' AND ${ofThem}`)) > 0) {
+    for (const t of ['readings', 'events', 'rejects', 'manifests'] as const) await removeRows(c, t, ofThem);
+  }
+  await removeRows(c, 'ledger', `${ofThem} OR lake_key IN (SELECT manifest_key FROM retiring)`);
+  await c.run(
+    `INSERT INTO added.ledger (${LEDGER_COLUMNS})
+     SELECT manifest_key, manifest_etag, '${RETIRED}', source_key, source_etag,
+       CAST(raw_created_at AS TIMESTAMPTZ), 0, NULL, now()
+     FROM retiring`,
+  );
 }
 
 /** The ETag of the version of a lake object the ledger holds. */
@@ -269,6 +332,7 @@ async function applyFiles(
     read[i] = await getObjectJson(e.bucket, e.key);
   });
   const candidates: Omit<FileWork, 'loaded'>[] = [];
+  const retiring: Retiring[] = [];
   for (const [i, entry] of list.entries()) {
     const current = read[i];
     if (!current) {
@@ -278,17 +342,11 @@ async function applyFiles(
       continue;
     }
     const manifest = manifestSchema.parse(current.value);
-    if (pastWarehouseRetention(manifest, cutoff)) {
-      // Older than the warehouse keeps: the lake has it (a late backfill, or one sent again).
-      logger.info(
-        { lake_key: entry.key, source_key: manifest.source.key },
-        'file past the warehouse retention; not loaded',
-      );
-      stats.skipped++;
-      continue;
-    }
-    candidates.push({ entry, eTag: current.eTag, manifest });
+    if (pastWarehouseRetention(manifest, cutoff))
+      retiring.push({ key: entry.key, eTag: current.eTag, manifest });
+    else candidates.push({ entry, eTag: current.eTag, manifest });
   }
+  await retireFiles(c, retiring, stats);
   // The ledger rows of all these raw files, in one read.
   await tempTable(
     c,

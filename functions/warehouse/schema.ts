@@ -24,6 +24,14 @@ function quote(name: string): string {
 }
 
 /**
+ * The ledger's kind for the manifest version of a file past the warehouse's retention
+ * (`WAREHOUSE_RETENTION_DAYS`): dropped at a compaction, or never loaded. Its rows, rejects and
+ * manifest row are gone; the ledger row says the version is accounted for, so the writer skips it and
+ * the reconciler neither reads its manifest nor sends it again.
+ */
+export const RETIRED = 'retired';
+
+/**
  * The warehouse schema. Tables are created if missing; views are replaced on every write so a new
  * release's definitions take effect on the next batch. The canonical tables come from their
  * declaration; a warehouse made before a column was declared gains it from `addMissingColumns` in
@@ -32,7 +40,8 @@ function quote(name: string): string {
  */
 export const TABLES = [
   ...CANONICAL_TABLES.map((t) => createTableSql(t)),
-  // One row per lake object loaded: the same (lake_key, etag) is loaded once.
+  // One row per lake object loaded: the same (lake_key, etag) is loaded once. Kind `retired`: a
+  // manifest version of a file past the warehouse's retention, nothing of which is loaded (RETIRED).
   `CREATE TABLE IF NOT EXISTS ledger (
     lake_key VARCHAR, etag VARCHAR, kind VARCHAR, source_key VARCHAR, source_etag VARCHAR,
     raw_created_at TIMESTAMPTZ, rows BIGINT, enriched_at TIMESTAMPTZ, loaded_at TIMESTAMPTZ)`,
@@ -60,7 +69,7 @@ export const VIEWS = [
       m.lines_total, m.lines_loaded, m.lines_rejected, m.rows_readings, m.rows_events,
       l.raw_created_at, m.etl_started_at, m.etl_finished_at, l.enriched_at, l.loaded_at,
       epoch(l.loaded_at - l.raw_created_at) AS end_to_end_seconds
-    FROM ledger l LEFT JOIN manifests m USING (source_key, source_etag)`,
+    FROM ledger l LEFT JOIN manifests m USING (source_key, source_etag) WHERE l.kind <> '${RETIRED}'`,
   // One row per raw file: did everything it produced reach the warehouse?
   `CREATE OR REPLACE VIEW pipeline_files AS
     SELECT m.source_key, m.source_etag, m.factory, m.status, m.format, m."table", m.bytes,

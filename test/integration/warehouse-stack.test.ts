@@ -267,15 +267,62 @@ describe('the warehouse retention (WAREHOUSE_RETENTION_DAYS)', () => {
       retentionDays: 365,
     });
     expect(stats).toMatchObject({ objects: 0, compaction: 'done', compacted: 'base' });
-    expect(await per(old)).toEqual({ readings: '0', rejects: '0', ledger: '0', manifests: '0' });
+    expect(await per(old)).toEqual({ readings: '0', rejects: '0', ledger: '1', manifests: '0' });
     expect(await per(recent)).toEqual({ readings: '50', rejects: '0', ledger: '2', manifests: '1' });
+    // What stays of it is its manifest version, retired: accounted for, so the reconciler (which reads
+    // this ledger) neither reads that manifest again nor sends it.
+    const [oldManifest] = await stack.list('lake', manifestKeyOf('raw', old));
+    const retired = await stack.queryWarehouse(
+      `SELECT lake_key, etag, kind FROM ledger WHERE source_key = '${old}'`,
+      'retention-test',
+    );
+    expect(retired).toEqual([{ lake_key: oldManifest!.key, etag: oldManifest!.eTag, kind: 'retired' }]);
+    expect(
+      await stack.queryWarehouse(
+        `SELECT count(*) AS n FROM files WHERE source_key = '${old}'`,
+        'retention-test',
+      ),
+    ).toEqual([{ n: '0' }]);
 
     // Sent again (a reprocess, a late backfill), the old file is not loaded: past the retention.
     expect(await loadBatch([await message(old)], { ...deps, retentionDays: 365 })).toMatchObject({
       objects: 0,
       skipped: 1,
     });
-    expect(await per(old)).toEqual({ readings: '0', rejects: '0', ledger: '0', manifests: '0' });
+    expect(await per(old)).toEqual({ readings: '0', rejects: '0', ledger: '1', manifests: '0' });
+    // A file past the retention sent to the writer (a late backfill, a reprocess) is retired at once —
+    // whatever of it was loaded goes — through a `manifest` message (reprocess --step warehouse) as
+    // through `files`; its data messages are skipped.
+    const backfill = 'ret/2024/05/06/late.jsonl';
+    await stack.put(
+      backfill,
+      joinLines(jsonlReadings({ seed: 33, lines: 20, start: new Date('2024-05-06T00:00:00Z') })),
+    );
+    await stack.waitForWarehouse([backfill]);
+    const [late] = await stack.list('lake', manifestKeyOf('raw', backfill));
+    const [lateData] = await stack.list('lake', `enriched/readings/factory=ret/month=2024-05/`);
+    await loadBatch([await message(backfill)], deps);
+    expect(await per(backfill)).toEqual({ readings: '20', rejects: '0', ledger: '2', manifests: '1' });
+    const viaReprocess = await loadBatch(
+      [
+        { kind: 'manifest', bucket: 'lake', key: late!.key, eTag: late!.eTag },
+        {
+          kind: 'data',
+          table: 'readings',
+          bucket: 'lake',
+          key: lateData!.key,
+          eTag: lateData!.eTag,
+          rows: 20,
+          sourceKey: backfill,
+          sourceETag: 'any',
+          rawCreatedAt: new Date().toISOString(),
+          enrichedAt: new Date().toISOString(),
+        },
+      ],
+      { ...deps, retentionDays: 365 },
+    );
+    expect(viaReprocess).toMatchObject({ objects: 0, skipped: 2 });
+    expect(await per(backfill)).toEqual({ readings: '0', rejects: '0', ledger: '1', manifests: '0' });
     // The lake keeps it.
     expect(await stack.list('lake', manifestKeyOf('raw', old))).toHaveLength(1);
   });

@@ -3,7 +3,7 @@ import type { EventRow } from '../../../functions/contracts/api.js';
 import { dateTime, iso, SEVERITY_LABELS, severityClass } from '../format.js';
 import { linkProps, navigate, type ViewProps } from '../route.js';
 import { rangeParams, resolveRange, TimeRangePicker } from '../time-range.js';
-import { ErrorBanner, Loading, SeverityBadge, TableFoot } from '../ui.js';
+import { ErrorBanner, SeverityBadge, TableFoot } from '../ui.js';
 import { latestSeen } from './health.js';
 import { usePages } from './paging.js';
 
