@@ -262,6 +262,8 @@ export function pipeline() {
       ],
       environment: {
         PIPELINE_CONFIG: CONFIG_IN_LAMBDA,
+        // The metrics' CloudWatch namespace is the stage's own (functions/core/emf.ts).
+        PIPELINE_STAGE: $app.stage,
         PUSHGATEWAY_URL: process.env.PUSHGATEWAY_URL ?? '',
         // Days of data the warehouse keeps, per stage (unset: all); the writer and the reconciler read it.
         ...(process.env.WAREHOUSE_RETENTION_DAYS && (name === 'warehouse' || name === 'reconcile')

@@ -65,6 +65,8 @@ const envSchema = z.object({
    * (docs/deploy.md).
    */
   WAREHOUSE_RETENTION_DAYS: z.coerce.number().int().min(1).optional(),
+  /** The SST stage a deployed function belongs to (set by the stacks): its metrics' namespace. */
+  PIPELINE_STAGE: z.string().min(1).optional(),
   /** The longest wait between two re-emissions of an object that keeps failing. */
   RECONCILE_MAX_BACKOFF_SECONDS: z.coerce
     .number()
@@ -142,6 +144,7 @@ export const runtimeConfig = {
   maxLineBytes: env.MAX_LINE_BYTES,
   warehouseDeltaMaxBytes: env.WAREHOUSE_DELTA_MAX_BYTES,
   warehouseRetentionDays: env.WAREHOUSE_RETENTION_DAYS,
+  stage: env.PIPELINE_STAGE,
   reconcile: {
     graceSeconds: env.RECONCILE_GRACE_SECONDS,
     maxBackoffSeconds: env.RECONCILE_MAX_BACKOFF_SECONDS,

@@ -14,6 +14,11 @@ import type { MetricObjectWithValues, MetricValue, Registry } from 'prom-client'
  */
 export const EMF_NAMESPACE = 'telemetry-pipeline';
 
+/** The namespace of a deployed stage's metrics (`PIPELINE_STAGE`, which the stacks set). */
+export function emfNamespace(stage: string | undefined): string {
+  return stage ? `${EMF_NAMESPACE}/${stage}` : EMF_NAMESPACE;
+}
+
 Configuration.namespace = EMF_NAMESPACE;
 
 type Series = { name: string; labels: Record<string, string>; value: number; unit: Unit };
@@ -70,6 +75,7 @@ export class EmfReporter {
 
   constructor(
     private readonly registry: Registry,
+    private readonly namespace = EMF_NAMESPACE,
     private readonly keep: (name: string) => boolean = (name) => !name.includes('_process_'),
   ) {}
 
@@ -83,7 +89,7 @@ export class EmfReporter {
       this.last.set(key, s.value);
       if (s.total && value <= 0) continue;
       const logger = createMetricsLogger();
-      logger.setNamespace(EMF_NAMESPACE);
+      logger.setNamespace(this.namespace);
       logger.setDimensions(s.labels, false);
       logger.putMetric(s.name, value, s.unit);
       await logger.flush();

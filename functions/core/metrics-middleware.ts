@@ -1,7 +1,7 @@
 import type middy from '@middy/core';
 import { Pushgateway } from 'prom-client';
 import { pushgatewayUrl, runtimeConfig } from './config.js';
-import { EmfReporter } from './emf.js';
+import { EmfReporter, emfNamespace } from './emf.js';
 import { logger } from './logger.js';
 import { metrics, registry } from './telemetry.js';
 
@@ -19,7 +19,9 @@ const warm = new Set<string>();
  */
 export function metricsMiddleware(functionName: string): middy.MiddlewareObj {
   const started = new WeakMap<object, number>();
-  const emf = runtimeConfig.deployed ? new EmfReporter(registry) : undefined;
+  const emf = runtimeConfig.deployed
+    ? new EmfReporter(registry, emfNamespace(runtimeConfig.stage))
+    : undefined;
   const finish = async (request: middy.Request, outcome: 'ok' | 'partial' | 'error') => {
     const t0 = started.get(request) ?? performance.now();
     metrics.invocations.inc({ function: functionName, outcome });

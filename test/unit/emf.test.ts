@@ -59,9 +59,11 @@ const metric = (l: EmfLine) => l._aws.CloudWatchMetrics[0]!.Metrics[0]!.Name;
 
 describe('EmfReporter', () => {
   it('writes each changed series as an embedded-metric line: Prometheus name, labels as dimensions', async () => {
-    const { EmfReporter, EMF_NAMESPACE } = await import('../../functions/core/emf.js');
+    const { EmfReporter, emfNamespace } = await import('../../functions/core/emf.js');
     const { r, files, depth, duration } = registry();
-    const emf = new EmfReporter(r);
+    // A deployed stage's own namespace: dev and prod in one account are not added together.
+    expect(emfNamespace('prod')).toBe('telemetry-pipeline/prod');
+    const emf = new EmfReporter(r, emfNamespace('prod'));
     files.inc({ stage: 'etl', factory: 'plant', outcome: 'loaded' }, 3);
     depth.set({ queue: 'etl-dlq' }, 2);
     duration.observe({ stage: 'etl' }, 0.5);
@@ -76,7 +78,7 @@ describe('EmfReporter', () => {
     ]);
     const files0 = byName.telemetry_pipeline_files_total!;
     expect(files0._aws.CloudWatchMetrics[0]).toMatchObject({
-      Namespace: EMF_NAMESPACE,
+      Namespace: 'telemetry-pipeline/prod',
       Dimensions: [['stage', 'factory', 'outcome']],
       Metrics: [{ Name: 'telemetry_pipeline_files_total', Unit: 'Count' }],
     });

@@ -307,6 +307,12 @@ describe('SST stacks = topology', () => {
     }
   });
 
+  it('tells every function its stage: its metrics go to the stage’s own CloudWatch namespace', () => {
+    for (const [name, spec] of functions) {
+      expect((declared(name, spec).environment as Record<string, string>).PIPELINE_STAGE, name).toBe('test');
+    }
+  });
+
   it('gives WAREHOUSE_RETENTION_DAYS to the writer and the reconciler, and to no other function', async () => {
     const holders = () =>
       functions
