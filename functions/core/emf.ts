@@ -70,13 +70,22 @@ function seriesOf(metrics: MetricObjectWithValues<MetricValue<string>>[]): (Seri
  * changed: CloudWatch dimensions are per line). `only` keeps the series of one function where several
  * share a registry. The first call reports everything counted so far.
  */
+/**
+ * What CloudWatch gets: not the process metrics (memory, GC: Lambda's own reports have them), and not
+ * the invocation durations, which are Lambda's free `Duration` metric — each metric–dimension
+ * combination costs $0.30 a month.
+ */
+export function keptInCloudWatch(name: string): boolean {
+  return !name.includes('_process_') && !name.startsWith('telemetry_pipeline_function_duration_seconds');
+}
+
 export class EmfReporter {
   private readonly last = new Map<string, number>();
 
   constructor(
     private readonly registry: Registry,
     private readonly namespace = EMF_NAMESPACE,
-    private readonly keep: (name: string) => boolean = (name) => !name.includes('_process_'),
+    private readonly keep: (name: string) => boolean = keptInCloudWatch,
   ) {}
 
   async report(): Promise<number> {

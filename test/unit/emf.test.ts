@@ -118,6 +118,14 @@ describe('EmfReporter', () => {
     ]);
   });
 
+  it('leaves out what Lambda reports already: process metrics and invocation durations', async () => {
+    const { keptInCloudWatch } = await import('../../functions/core/emf.js');
+    expect(keptInCloudWatch('telemetry_pipeline_process_heap_bytes')).toBe(false);
+    expect(keptInCloudWatch('telemetry_pipeline_function_duration_seconds_sum')).toBe(false);
+    expect(keptInCloudWatch('telemetry_pipeline_function_invocations_total')).toBe(true);
+    expect(keptInCloudWatch('telemetry_pipeline_files_total')).toBe(true);
+  });
+
   it('leaves out empty label values (CloudWatch refuses them) and the process metrics', async () => {
     const { EmfReporter } = await import('../../functions/core/emf.js');
     const { r, files } = registry();
