@@ -196,24 +196,35 @@ export const topology = {
 
 /**
  * The retention rules of a stage: the topology's defaults, with `overrides` (`RETENTION_DAYS`, e.g.
- * `raw/=7,lake/quarantine/=30`: `<bucket>/<prefix>=<days>`, 0 to keep for good) replacing the rule of the
- * same bucket and prefix or adding one. Throws, naming the entry, on anything else.
+ * `raw/=7,lake/quarantine/=30`: `<bucket>/<prefix>=<days>`, 0 to keep for good) replacing the days of
+ * a rule of the same bucket and prefix. Only those: a rule elsewhere could expire what must stay (the
+ * warehouse's base, the manifests, the reconciler's state), and a typo must not add one. Enriched objects
+ * are kept at least as long as the normalized ones they come from (else the reconciler would enrich them
+ * again). Throws, naming the entry, on anything else.
  */
 export function retentionRules(overrides = ''): RetentionRule[] {
   const rules = new Map<string, RetentionRule>(
     topology.retention.map((r) => [`${r.bucket}/${r.prefix}`, { ...r }]),
   );
+  const known = [...rules.keys()].join(', ');
   for (const entry of overrides
     .split(',')
     .map((e) => e.trim())
     .filter(Boolean)) {
-    const m = /^(raw|lake|warehouse)\/([^=]*)=(\d+)$/.exec(entry);
-    if (!m) {
-      throw new Error(
-        `RETENTION_DAYS: "${entry}" is not <bucket>/<prefix>=<days> (a bucket of raw, lake, warehouse; e.g. raw/=7)`,
-      );
+    const m = /^([a-z]+\/[^=]*)=(\d+)$/.exec(entry);
+    const rule = m && rules.get(m[1]!);
+    if (!m || !rule) {
+      throw new Error(`RETENTION_DAYS: "${entry}" is not <bucket>/<prefix>=<days> for one of ${known}`);
     }
-    rules.set(`${m[1]}/${m[2]}`, { bucket: m[1] as BucketName, prefix: m[2]!, days: Number(m[3]) });
+    rule.days = Number(m[2]);
+  }
+  const forever = (days: number) => (days === 0 ? Number.POSITIVE_INFINITY : days);
+  const normalized = rules.get('lake/normalized/')!.days;
+  const enriched = rules.get('lake/enriched/')!.days;
+  if (forever(enriched) < forever(normalized)) {
+    throw new Error(
+      `RETENTION_DAYS: lake/enriched/ (${enriched} days) must be kept at least as long as lake/normalized/ (${normalized}): the reconciler would enrich the normalized objects again`,
+    );
   }
   return [...rules.values()].filter((r) => r.days > 0);
 }

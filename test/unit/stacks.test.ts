@@ -236,17 +236,26 @@ describe('SST stacks = topology', () => {
   });
 
   it('RETENTION_DAYS overrides the retention of a stage, and refuses what it cannot read', async () => {
-    process.env.RETENTION_DAYS = 'raw/=7, lake/quarantine/=0, lake/tmp/=1';
+    process.env.RETENTION_DAYS = 'raw/=7, lake/quarantine/=0, lake/enriched/=0';
     try {
       await runStacks();
       expect(rec.lifecycle[linkName('bucket', 'raw')]).toEqual([{ id: 'expire-all', expiresIn: '7 days' }]);
       const lake = rec.lifecycle[linkName('bucket', 'lake')]!.map((r) => [r.prefix, r.expiresIn]);
-      expect(lake).toContainEqual(['tmp/', '1 days']);
-      expect(lake.map(([p]) => p)).not.toContain('quarantine/');
-      process.env.RETENTION_DAYS = 'quarantine=5';
-      await expect(runStacks()).rejects.toThrow(
-        'RETENTION_DAYS: "quarantine=5" is not <bucket>/<prefix>=<days>',
-      );
+      expect(lake.map(([p]) => p).sort()).toEqual(['failures/', 'normalized/']);
+      // Only the topology's rules: none that could expire the warehouse's base, the manifests or state.
+      for (const [entry, error] of [
+        ['quarantine=5', '"quarantine=5" is not <bucket>/<prefix>=<days> for one of raw/, lake/quarantine/'],
+        ['lake/tmp/=1', '"lake/tmp/=1" is not'],
+        ['warehouse/=30', '"warehouse/=30" is not'],
+        ['lake/=365', '"lake/=365" is not'],
+        [
+          'lake/enriched/=30',
+          'lake/enriched/ (30 days) must be kept at least as long as lake/normalized/ (730)',
+        ],
+      ]) {
+        process.env.RETENTION_DAYS = entry;
+        await expect(runStacks(), entry).rejects.toThrow(error);
+      }
     } finally {
       delete process.env.RETENTION_DAYS;
     }
