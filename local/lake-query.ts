@@ -1,6 +1,6 @@
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
-import { DuckDBInstance } from '@duckdb/node-api';
+import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { LAKE_TABLES, type LakeTable } from '../functions/contracts/lake-tables.js';
 import { sqlString } from '../functions/core/duckdb.js';
 import type { QueryResult } from '../functions/warehouse/query.js';
@@ -67,24 +67,58 @@ export async function syncLake(source: LakeSource): Promise<{ objects: number; d
   return { objects: listed.length, downloaded: stale.length };
 }
 
-async function hasFiles(dir: string): Promise<boolean> {
-  const entries = await readdir(dir, { recursive: true }).catch(() => [] as string[]);
-  return entries.some((e) => e.endsWith('.parquet') || e.endsWith('.json'));
+/**
+ * The objects Athena reads for a table: under its prefix, one `name=value` directory per partition
+ * column (objects of the earlier `date=` layout are outside the projection there, and here).
+ */
+function tableGlob(dir: string, table: LakeTable): string {
+  const name = `*.${table.format}`;
+  return join(dir, 'objects', table.prefix, ...table.partitions.map((p) => `${p}=*`), name);
 }
 
-/** A table's view over its objects in the cache (typed and empty while there are none). */
-async function viewSql(dir: string, table: LakeTable): Promise<string> {
+async function hasFiles(dir: string, table: LakeTable): Promise<boolean> {
+  const depth = table.partitions.length;
   const root = join(dir, 'objects', table.prefix);
+  const entries = await readdir(root, { recursive: true }).catch(() => [] as string[]);
+  return entries.some((e) => {
+    const parts = e.split(sep);
+    return (
+      parts.length === depth + 1 &&
+      parts.slice(0, depth).every((seg, i) => seg.startsWith(`${table.partitions[i]}=`)) &&
+      e.endsWith(`.${table.format}`)
+    );
+  });
+}
+
+/**
+ * A table's view over its objects in the cache, with the Glue table's columns and nothing else: each
+ * declared column by name (case-insensitive, as Athena matches JSON fields), cast to its declared type
+ * (NULL where no object has it yet), and the partition columns as strings, as Athena's projection gives
+ * them. Typed and empty while there are no objects.
+ */
+async function viewSql(c: DuckDBConnection, dir: string, table: LakeTable): Promise<string> {
   const name = `"${table.name}"`;
-  if (!(await hasFiles(root))) {
-    const partitions = table.partitions.map((p) => `NULL::VARCHAR AS ${p}`);
-    const columns = table.columns.map((c) => `NULL::${duckdbType(c.type)} AS "${c.name}"`);
-    return `CREATE VIEW ${name} AS SELECT ${[...columns, ...partitions].join(', ')} WHERE false`;
+  const partitions = table.partitions.map((p) => `CAST(${p} AS VARCHAR) AS ${p}`);
+  if (!(await hasFiles(dir, table))) {
+    const columns = table.columns.map((col) => `NULL::${duckdbType(col.type)} AS "${col.name}"`);
+    const empty = table.partitions.map((p) => `NULL::VARCHAR AS ${p}`);
+    return `CREATE VIEW ${name} AS SELECT ${[...columns, ...empty].join(', ')} WHERE false`;
   }
-  const glob = sqlString(join(root, '**', table.format === 'parquet' ? '*.parquet' : '*.json'));
-  return table.format === 'parquet'
-    ? `CREATE VIEW ${name} AS SELECT * FROM read_parquet(${glob}, hive_partitioning = true, union_by_name = true)`
-    : `CREATE VIEW ${name} AS SELECT * FROM read_json(${glob}, hive_partitioning = true, union_by_name = true)`;
+  const reader = table.format === 'parquet' ? 'read_parquet' : 'read_json';
+  const hiveTypes = `{${table.partitions.map((p) => `'${p}': VARCHAR`).join(', ')}}`;
+  const source = `${reader}(${sqlString(tableGlob(dir, table))}, hive_partitioning = true, hive_types = ${hiveTypes}, union_by_name = true)`;
+  const present = new Set(
+    (await c.runAndReadAll(`DESCRIBE SELECT * FROM ${source}`))
+      .getRows()
+      .map((r) => String(r[0]).toLowerCase()),
+  );
+  const columns = table.columns.map((col) => {
+    const type = duckdbType(col.type);
+    if (!present.has(col.name)) return `NULL::${type} AS "${col.name}"`;
+    // Structs as the files hold them (their fields keep their own case); scalars to the declared type.
+    return type === 'JSON' ? `"${col.name}"` : `CAST("${col.name}" AS ${type}) AS "${col.name}"`;
+  });
+  return `CREATE VIEW ${name} AS SELECT ${[...columns, ...partitions].join(', ')} FROM ${source}`;
 }
 
 /** The DuckDB type of a Hive type of `LAKE_TABLES` (for the empty views). */
@@ -114,7 +148,7 @@ export async function queryLake(
     const c = await db.connect();
     try {
       await c.run(`SET TimeZone = 'UTC'`);
-      for (const table of LAKE_TABLES) await c.run(await viewSql(source.dir, table));
+      for (const table of LAKE_TABLES) await c.run(await viewSql(c, source.dir, table));
       // Shut in: the cache and nothing else, no spilling, the configuration locked.
       await c.run(`SET allowed_directories = [${sqlString(`${join(source.dir, 'objects')}${sep}`)}]`);
       await c.run('SET enable_external_access = false');
