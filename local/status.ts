@@ -136,7 +136,6 @@ export async function collectStatus(
   );
   const keys = await import('../functions/contracts/keys.js');
   const { warehouseCutoff } = await import('../functions/contracts/manifest.js');
-  const { runtimeConfig } = await import('../functions/core/config.js');
   const { getJson, headObject, listObjects } = await import('../functions/core/s3.js');
   const { WarehouseReader } = await import('../functions/warehouse/query.js');
 
@@ -206,7 +205,7 @@ export async function collectStatus(
       maxDeferSeconds: 0,
       busyQueues: new Set(),
       // As the reconciler: what the warehouse dropped as past its retention is not missing from it.
-      warehouseCutoff: warehouseCutoff(runtimeConfig.warehouseRetentionDays, now),
+      warehouseCutoff: warehouseCutoff(target.warehouseRetentionDays, now),
     });
     const parsedState = reconcilerStateSchema.safeParse(stateJson);
     const state = parsedState.success ? parsedState.data : emptyState();

@@ -29,12 +29,21 @@ export interface Target {
   dlqUrls: Record<QueueName, string>;
   /** The Function URL of the api function (deployed), or the local runtime's URL. */
   apiUrl: string;
+  /** The warehouse's retention in days (`WAREHOUSE_RETENTION_DAYS`: the stage's, or this process's). */
+  warehouseRetentionDays: number | undefined;
   s3: S3Client;
   sqs: SQSClient;
 }
 
 const QUEUES = Object.keys(topology.queues) as QueueName[];
 const upper = (name: string) => name.toUpperCase();
+
+/** `WAREHOUSE_RETENTION_DAYS`: empty or absent (outputs of an earlier release), the warehouse keeps all. */
+const retentionDays = z
+  .string()
+  .optional()
+  .transform((v) => (v ? Number(v) : undefined))
+  .pipe(z.number().int().min(1).optional());
 
 /** `.sst/outputs.json` as `stacks/pipeline.ts` returns it. */
 const outputsSchema = z.object({
@@ -44,6 +53,7 @@ const outputsSchema = z.object({
   lakeBucket: z.string().min(1),
   warehouseBucket: z.string().min(1),
   apiUrl: z.string().min(1),
+  warehouseRetentionDays: retentionDays,
   queueUrls: z.record(z.string(), z.string().min(1)),
   dlqUrls: z.record(z.string(), z.string().min(1)),
 });
@@ -85,6 +95,7 @@ function stageTarget(stage: string, outputsPath: string): Target {
     queueUrls: pick(o.queueUrls, 'queue'),
     dlqUrls: pick(o.dlqUrls, 'dead-letter queue'),
     apiUrl: o.apiUrl,
+    warehouseRetentionDays: o.warehouseRetentionDays,
     s3: new S3Client({ region: o.region }),
     sqs: new SQSClient({ region: o.region }),
   };
@@ -125,6 +136,7 @@ async function localTarget(): Promise<Target> {
     queueUrls,
     dlqUrls,
     apiUrl: `http://127.0.0.1:${settings.RUNTIME_PORT}`,
+    warehouseRetentionDays: retentionDays.parse(process.env.WAREHOUSE_RETENTION_DAYS),
     s3,
     sqs,
   };

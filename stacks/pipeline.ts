@@ -332,6 +332,8 @@ export function pipeline() {
     warehouseBucket: buckets.warehouse.name,
     lakeDatabase,
     apiUrl,
+    // What the stage's writer keeps (`status --stage` judges what is missing from the warehouse by it).
+    warehouseRetentionDays: process.env.WAREHOUSE_RETENTION_DAYS ?? '',
     queueUrls: urls(queues),
     dlqUrls: urls(dlqs),
   };

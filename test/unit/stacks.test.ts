@@ -583,6 +583,25 @@ describe('SST stacks = topology', () => {
     }
   });
 
+  it('its outputs are what `--stage` reads, the warehouse retention included (status judges by it)', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { resolveTarget } = await import('../../local/target.js');
+    const saved = { ...process.env };
+    const path = join(mkdtempSync(join(tmpdir(), 'outputs-')), 'outputs.json');
+    try {
+      writeFileSync(path, JSON.stringify(await runStacks()));
+      expect((await resolveTarget({ stage: 'test', outputs: path })).warehouseRetentionDays).toBeUndefined();
+      process.env.WAREHOUSE_RETENTION_DAYS = '90';
+      writeFileSync(path, JSON.stringify(await runStacks()));
+      const target = await resolveTarget({ stage: 'test', outputs: path });
+      expect(target).toMatchObject({ kind: 'stage', region: 'us-test-1', warehouseRetentionDays: 90 });
+    } finally {
+      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+      Object.assign(process.env, saved);
+    }
+  });
+
   it('creates one secret per name factories.yaml refers to, never a value', () => {
     expect(rec.secrets.sort()).toEqual(
       ['API_TOKEN', ...secretNames(loadFactories(join(import.meta.dirname, '..', '..', 'config')))].sort(),
