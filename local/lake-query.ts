@@ -106,7 +106,9 @@ async function viewSql(c: DuckDBConnection, dir: string, table: LakeTable): Prom
   }
   const reader = table.format === 'parquet' ? 'read_parquet' : 'read_json';
   const hiveTypes = `{${table.partitions.map((p) => `'${p}': VARCHAR`).join(', ')}}`;
-  const source = `${reader}(${sqlString(tableGlob(dir, table))}, hive_partitioning = true, hive_types = ${hiveTypes}, union_by_name = true)`;
+  // JSON strings stay strings, as Athena returns them (DuckDB would otherwise detect timestamps in them).
+  const asText = table.format === 'json' ? ", timestampformat = 'none', dateformat = 'none'" : '';
+  const source = `${reader}(${sqlString(tableGlob(dir, table))}, hive_partitioning = true, hive_types = ${hiveTypes}, union_by_name = true${asText})`;
   const present = new Set(
     (await c.runAndReadAll(`DESCRIBE SELECT * FROM ${source}`))
       .getRows()
@@ -114,7 +116,7 @@ async function viewSql(c: DuckDBConnection, dir: string, table: LakeTable): Prom
   );
   const columns = table.columns.map((col) => {
     const type = duckdbType(col.type);
-    if (!present.has(col.name)) return `NULL::${type} AS "${col.name}"`;
+    if (!present.has(col.name.toLowerCase())) return `NULL::${type} AS "${col.name}"`;
     // Structs as the files hold them (their fields keep their own case); scalars to the declared type.
     return type === 'JSON' ? `"${col.name}"` : `CAST("${col.name}" AS ${type}) AS "${col.name}"`;
   });

@@ -24,6 +24,7 @@ import {
 } from '../functions/contracts/reprocess.js';
 import { forEachConcurrent } from '../functions/core/concurrency.js';
 import { objectCreatedMessages } from '../functions/core/notify.js';
+import { RETIRED } from '../functions/warehouse/schema.js';
 import { formatDuration } from './cli-format.js';
 import type { Target } from './target.js';
 
@@ -524,7 +525,12 @@ async function follow(
   bar.start(planned.length);
   try {
     while (pending.size > 0 && Date.now() < deadline) {
-      const ledger = (await reader.ledger()) ?? new Map<string, { eTag: string }>();
+      const ledger = (await reader.ledger()) ?? new Map<string, { eTag: string; kind: string }>();
+      /** A file past the warehouse's retention is through once its manifest's version is retired. */
+      const retired = (p: Planned, eTag?: string) => {
+        const row = ledger.get(p.manifestKey);
+        return row?.kind === RETIRED && (eTag === undefined || row.eTag === eTag);
+      };
       if (step === 'warehouse') {
         // Loads since the run began, read in order of load time (a batch's objects share its time).
         for (;;) {
@@ -540,7 +546,7 @@ async function follow(
           since = String(BigInt(String(rows.at(-1)!.t)) - 1n);
         }
         for (const [key, p] of pending) {
-          if (p.sent.every((k) => reloaded.has(k))) pending.delete(key);
+          if (p.sent.every((k) => reloaded.has(k)) || retired(p)) pending.delete(key);
           else waitingFor.set(key, 'warehouse');
         }
       } else {
@@ -576,7 +582,8 @@ async function follow(
             if (confirmed.has(key)) continue;
             const o = await head(buckets.lake, key);
             if (!o || madeBy(o.metadata) !== run.id) return 'enrich';
-            if (ledger.get(key)?.eTag !== o.eTag) return 'warehouse';
+            // Past the warehouse's retention, the file's objects are not loaded: its manifest is retired.
+            if (ledger.get(key)?.eTag !== o.eTag && !retired(p, known.eTag)) return 'warehouse';
             confirmed.add(key);
           }
           return ledger.get(p.manifestKey)?.eTag === known.eTag ? 'done' : 'warehouse';

@@ -14,6 +14,7 @@ import {
   type QueueName,
   retentionRules,
   topology,
+  warehouseRetentionDays,
 } from '../topology/topology.js';
 
 /** Dependencies with native code are installed in the function package, not bundled. */
@@ -158,6 +159,7 @@ function lakeCatalog(lakeBucket: $util.Output<string> | string, factories: reado
 export function pipeline() {
   // Retention: the topology's days, overridden per stage with RETENTION_DAYS at deploy time.
   const retention = retentionRules(process.env.RETENTION_DAYS);
+  const warehouseDays = warehouseRetentionDays(process.env.WAREHOUSE_RETENTION_DAYS);
   const buckets = Object.fromEntries(
     topology.buckets.map((name) => [
       name,
@@ -266,8 +268,8 @@ export function pipeline() {
         PIPELINE_STAGE: $app.stage,
         PUSHGATEWAY_URL: process.env.PUSHGATEWAY_URL ?? '',
         // Days of data the warehouse keeps, per stage (unset: all); the writer and the reconciler read it.
-        ...(process.env.WAREHOUSE_RETENTION_DAYS && (name === 'warehouse' || name === 'reconcile')
-          ? { WAREHOUSE_RETENTION_DAYS: process.env.WAREHOUSE_RETENTION_DAYS }
+        ...(warehouseDays !== undefined && (name === 'warehouse' || name === 'reconcile')
+          ? { WAREHOUSE_RETENTION_DAYS: String(warehouseDays) }
           : {}),
         ...(page ? { DASHBOARD_DIR: DASHBOARD_IN_LAMBDA } : {}),
         ...watch.environment,
@@ -333,7 +335,7 @@ export function pipeline() {
     lakeDatabase,
     apiUrl,
     // What the stage's writer keeps (`status --stage` judges what is missing from the warehouse by it).
-    warehouseRetentionDays: process.env.WAREHOUSE_RETENTION_DAYS ?? '',
+    warehouseRetentionDays: warehouseDays === undefined ? '' : String(warehouseDays),
     queueUrls: urls(queues),
     dlqUrls: urls(dlqs),
   };

@@ -261,3 +261,18 @@ export function linkName(kind: 'bucket' | 'queue' | 'dlq', name: string): string
   const pascal = name.replace(/(^|[-_.])([a-z0-9])/g, (_m, _sep, c: string) => c.toUpperCase());
   return kind === 'bucket' ? pascal : kind === 'queue' ? `${pascal}Queue` : `${pascal}Dlq`;
 }
+
+/**
+ * `WAREHOUSE_RETENTION_DAYS` of a stage, checked at deploy (a bad value would stop the writer and the
+ * reconciler at start-up): whole days, 1 or more, or unset — the warehouse keeps everything.
+ */
+export function warehouseRetentionDays(value = ''): number | undefined {
+  if (value.trim() === '') return undefined;
+  const days = Number(value);
+  if (!Number.isInteger(days) || days < 1) {
+    throw new Error(
+      `WAREHOUSE_RETENTION_DAYS: "${value}" is not a number of days (1 or more; unset keeps everything)`,
+    );
+  }
+  return days;
+}

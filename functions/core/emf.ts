@@ -5,7 +5,8 @@ import type { MetricObjectWithValues, MetricValue, Registry } from 'prom-client'
  * Deployed, the metrics go where Lambda's belong: CloudWatch, through the embedded metric format —
  * log lines Lambda's log pipeline turns into CloudWatch metrics, written with AWS's own library
  * (`aws-embedded-metrics`) — under the names and labels the local Prometheus scrapes: namespace
- * `telemetry-pipeline`, metric `telemetry_pipeline_files_total`, dimensions `stage`, `factory`, `outcome`.
+ * `telemetry-pipeline/<SST stage>` (`emfNamespace`), metric `telemetry_pipeline_files_total`,
+ * dimensions `stage`, `factory`, `outcome`.
  * No series to expire and no gateway to run: CloudWatch aggregates what each invocation reports.
  *
  * What an invocation reports is what changed during it: for counters the increase since the last
@@ -66,11 +67,6 @@ function seriesOf(metrics: MetricObjectWithValues<MetricValue<string>>[]): (Seri
 }
 
 /**
- * Reports a registry's changes since the last call as embedded-metric log lines (one per series that
- * changed: CloudWatch dimensions are per line). `only` keeps the series of one function where several
- * share a registry. The first call reports everything counted so far.
- */
-/**
  * What CloudWatch gets: not the process metrics (memory, GC: Lambda's own reports have them), and not
  * the invocation durations, which are Lambda's free `Duration` metric — each metric–dimension
  * combination costs $0.30 a month.
@@ -78,6 +74,12 @@ function seriesOf(metrics: MetricObjectWithValues<MetricValue<string>>[]): (Seri
 export function keptInCloudWatch(name: string): boolean {
   return !name.includes('_process_') && !name.startsWith('telemetry_pipeline_function_duration_seconds');
 }
+
+/**
+ * Reports a registry's changes since the last call as embedded-metric log lines (one per series that
+ * changed: CloudWatch dimensions are per line), under `namespace`, of the series `keep` chooses
+ * (`keptInCloudWatch`). The first call reports everything counted so far.
+ */
 
 export class EmfReporter {
   private readonly last = new Map<string, number>();

@@ -13,7 +13,6 @@ import {
   newBaseKey,
   newL1Key,
   parseDataKey,
-  partitionEnd,
 } from '../contracts/keys.js';
 import {
   enrichedOutputs,
@@ -199,9 +198,9 @@ async function apply(
     const dir = join(work, String(i));
     await mkdir(dir);
     if (m.kind === 'data') {
-      // Past the retention, by its partition (`reprocess --step warehouse` sends every object).
-      const p = parseDataKey(m.key)?.partition;
-      if (cutoff && p && partitionEnd(p) <= cutoff.getTime()) stats.skipped++;
+      // An object of a file retired (past the retention: its manifest's message says so, and comes
+      // with these from `reprocess --step warehouse`) is not loaded.
+      if (await isRetired(c, m.sourceKey, m.sourceETag)) stats.skipped++;
       else await applyData(c, m, dir, stats);
     } else {
       const current = await getObjectJson(m.bucket, m.key);
@@ -254,6 +253,15 @@ async function retireFiles(c: DuckDBConnection, files: Retiring[], stats: BatchS
       f.manifest.source.createdAt,
     ]),
   );
+  // Not again (a redelivery, a resend), and not over a newer raw version (a manifest written late by
+  // an older run): as `supersede` does for a load.
+  await c.run(
+    `DELETE FROM retiring r WHERE EXISTS (SELECT 1 FROM ledger l WHERE
+       (l.lake_key = r.manifest_key AND l.etag = r.manifest_etag AND l.kind = '${RETIRED}')
+       OR (l.source_key = r.source_key AND l.source_etag <> r.source_etag
+           AND l.raw_created_at > CAST(r.raw_created_at AS TIMESTAMPTZ)))`,
+  );
+  if (Number(await scalar(c, 'SELECT count(*) FROM retiring')) === 0) return;
   const ofThem = 'source_key IN (SELECT source_key FROM retiring)';
   // Rows of theirs are loaded only if the ledger holds more than a retired version: only then are the
   // tables scanned.
@@ -267,6 +275,16 @@ async function retireFiles(c: DuckDBConnection, files: Retiring[], stats: BatchS
        CAST(raw_created_at AS TIMESTAMPTZ), 0, NULL, now()
      FROM retiring`,
   );
+}
+
+/** Whether the ledger holds a raw version as retired (past the warehouse's retention). */
+async function isRetired(c: DuckDBConnection, sourceKey: string, sourceETag: string): Promise<boolean> {
+  const n = await scalar(
+    c,
+    `SELECT count(*) FROM ledger WHERE kind = '${RETIRED}' AND source_key = $k AND source_etag = $e`,
+    { k: sourceKey, e: sourceETag },
+  );
+  return Number(n) > 0;
 }
 
 /** The ETag of the version of a lake object the ledger holds. */

@@ -517,16 +517,16 @@ export class WarehouseReader {
    * The whole ledger — lake key → the version loaded and the raw version it came from — for the
    * reconciler; `undefined` before the first batch. Not bound by MAX_ROWS: it is the pipeline's own query.
    */
-  async ledger(): Promise<Map<string, { eTag: string; sourceETag: string }> | undefined> {
+  async ledger(): Promise<Map<string, { eTag: string; sourceETag: string; kind: string }> | undefined> {
     const rows = await this.withCurrent(async (c) =>
-      (await c.runAndReadAll('SELECT lake_key, etag, source_etag FROM ledger')).getRowsJS(),
+      (await c.runAndReadAll('SELECT lake_key, etag, source_etag, kind FROM ledger')).getRowsJS(),
     );
     return (
       rows &&
       new Map(
-        rows.map(([key, eTag, sourceETag]) => [
+        rows.map(([key, eTag, sourceETag, kind]) => [
           String(key),
-          { eTag: String(eTag), sourceETag: String(sourceETag ?? '') },
+          { eTag: String(eTag), sourceETag: String(sourceETag ?? ''), kind: String(kind) },
         ]),
       )
     );

@@ -301,6 +301,7 @@ describe('the warehouse retention (WAREHOUSE_RETENTION_DAYS)', () => {
     await stack.waitForWarehouse([backfill]);
     const [late] = await stack.list('lake', manifestKeyOf('raw', backfill));
     const [lateData] = await stack.list('lake', `enriched/readings/factory=ret/month=2024-05/`);
+    const [lateRaw] = await stack.list('raw', backfill);
     await loadBatch([await message(backfill)], deps);
     expect(await per(backfill)).toEqual({ readings: '20', rejects: '0', ledger: '2', manifests: '1' });
     const viaReprocess = await loadBatch(
@@ -314,7 +315,7 @@ describe('the warehouse retention (WAREHOUSE_RETENTION_DAYS)', () => {
           eTag: lateData!.eTag,
           rows: 20,
           sourceKey: backfill,
-          sourceETag: 'any',
+          sourceETag: lateRaw!.eTag,
           rawCreatedAt: new Date().toISOString(),
           enrichedAt: new Date().toISOString(),
         },
@@ -323,6 +324,21 @@ describe('the warehouse retention (WAREHOUSE_RETENTION_DAYS)', () => {
     );
     expect(viaReprocess).toMatchObject({ objects: 0, skipped: 2 });
     expect(await per(backfill)).toEqual({ readings: '0', rejects: '0', ledger: '1', manifests: '0' });
+    // Retired once: a redelivery leaves its ledger row as it is.
+    const retiredAt = async () =>
+      (
+        await stack.queryWarehouse(
+          `SELECT kind, CAST(loaded_at AS VARCHAR) AS t FROM ledger WHERE source_key = '${backfill}'`,
+          'retention-test',
+        )
+      )[0];
+    const first = await retiredAt();
+    expect(first).toMatchObject({ kind: 'retired' });
+    await loadBatch([{ kind: 'manifest', bucket: 'lake', key: late!.key, eTag: late!.eTag }], {
+      ...deps,
+      retentionDays: 365,
+    });
+    expect(await retiredAt()).toEqual(first);
     // The lake keeps it.
     expect(await stack.list('lake', manifestKeyOf('raw', old))).toHaveLength(1);
   });

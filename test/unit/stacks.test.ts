@@ -338,6 +338,13 @@ describe('SST stacks = topology', () => {
         ['reconcile', '90'],
         ['warehouse', '90'],
       ]);
+      // A value the writer would refuse at start-up fails the deploy instead.
+      for (const bad of ['0', '7.5', 'ninety']) {
+        process.env.WAREHOUSE_RETENTION_DAYS = bad;
+        await expect(runStacks(), bad).rejects.toThrow(
+          `WAREHOUSE_RETENTION_DAYS: "${bad}" is not a number of days`,
+        );
+      }
     } finally {
       delete process.env.WAREHOUSE_RETENTION_DAYS;
     }
