@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { LAKE_TABLES, type LakeTable } from '../functions/contracts/lake-tables.js';
@@ -76,20 +76,6 @@ function tableGlob(dir: string, table: LakeTable): string {
   return join(dir, 'objects', table.prefix, ...table.partitions.map((p) => `${p}=*`), name);
 }
 
-async function hasFiles(dir: string, table: LakeTable): Promise<boolean> {
-  const depth = table.partitions.length;
-  const root = join(dir, 'objects', table.prefix);
-  const entries = await readdir(root, { recursive: true }).catch(() => [] as string[]);
-  return entries.some((e) => {
-    const parts = e.split(sep);
-    return (
-      parts.length === depth + 1 &&
-      parts.slice(0, depth).every((seg, i) => seg.startsWith(`${table.partitions[i]}=`)) &&
-      e.endsWith(`.${table.format}`)
-    );
-  });
-}
-
 /**
  * A table's view over its objects in the cache, with the Glue table's columns and nothing else: each
  * declared column by name (case-insensitive, as Athena matches JSON fields), cast to its declared type
@@ -99,7 +85,9 @@ async function hasFiles(dir: string, table: LakeTable): Promise<boolean> {
 async function viewSql(c: DuckDBConnection, dir: string, table: LakeTable): Promise<string> {
   const name = `"${table.name}"`;
   const partitions = table.partitions.map((p) => `CAST(${p} AS VARCHAR) AS ${p}`);
-  if (!(await hasFiles(dir, table))) {
+  const glob = sqlString(tableGlob(dir, table));
+  const found = await c.runAndReadAll(`SELECT count(*) FROM glob(${glob})`);
+  if (Number(found.getRows()[0]![0]) === 0) {
     const columns = table.columns.map((col) => `NULL::${duckdbType(col.type)} AS "${col.name}"`);
     const empty = table.partitions.map((p) => `NULL::VARCHAR AS ${p}`);
     return `CREATE VIEW ${name} AS SELECT ${[...columns, ...empty].join(', ')} WHERE false`;
@@ -108,7 +96,7 @@ async function viewSql(c: DuckDBConnection, dir: string, table: LakeTable): Prom
   const hiveTypes = `{${table.partitions.map((p) => `'${p}': VARCHAR`).join(', ')}}`;
   // JSON strings stay strings, as Athena returns them (DuckDB would otherwise detect timestamps in them).
   const asText = table.format === 'json' ? ", timestampformat = 'none', dateformat = 'none'" : '';
-  const source = `${reader}(${sqlString(tableGlob(dir, table))}, hive_partitioning = true, hive_types = ${hiveTypes}, union_by_name = true${asText})`;
+  const source = `${reader}(${glob}, hive_partitioning = true, hive_types = ${hiveTypes}, union_by_name = true${asText})`;
   const present = new Set(
     (await c.runAndReadAll(`DESCRIBE SELECT * FROM ${source}`))
       .getRows()

@@ -9,6 +9,7 @@ import {
   type QueueName,
   queueResourceName,
   topology,
+  warehouseRetentionDays,
 } from '../topology/topology.js';
 import { localS3, localSqs } from './resources.js';
 import { exportFunctionEnv, localSettings } from './settings.js';
@@ -38,13 +39,6 @@ export interface Target {
 const QUEUES = Object.keys(topology.queues) as QueueName[];
 const upper = (name: string) => name.toUpperCase();
 
-/** `WAREHOUSE_RETENTION_DAYS`: empty or absent (outputs of an earlier release), the warehouse keeps all. */
-const retentionDays = z
-  .string()
-  .optional()
-  .transform((v) => (v ? Number(v) : undefined))
-  .pipe(z.number().int().min(1).optional());
-
 /** `.sst/outputs.json` as `stacks/pipeline.ts` returns it. */
 const outputsSchema = z.object({
   stage: z.string().min(1),
@@ -53,7 +47,8 @@ const outputsSchema = z.object({
   lakeBucket: z.string().min(1),
   warehouseBucket: z.string().min(1),
   apiUrl: z.string().min(1),
-  warehouseRetentionDays: retentionDays,
+  /** Empty, or absent in the outputs of an earlier release: the warehouse keeps everything. */
+  warehouseRetentionDays: z.string().optional(),
   queueUrls: z.record(z.string(), z.string().min(1)),
   dlqUrls: z.record(z.string(), z.string().min(1)),
 });
@@ -95,7 +90,7 @@ function stageTarget(stage: string, outputsPath: string): Target {
     queueUrls: pick(o.queueUrls, 'queue'),
     dlqUrls: pick(o.dlqUrls, 'dead-letter queue'),
     apiUrl: o.apiUrl,
-    warehouseRetentionDays: o.warehouseRetentionDays,
+    warehouseRetentionDays: warehouseRetentionDays(o.warehouseRetentionDays),
     s3: new S3Client({ region: o.region }),
     sqs: new SQSClient({ region: o.region }),
   };
@@ -136,7 +131,7 @@ async function localTarget(): Promise<Target> {
     queueUrls,
     dlqUrls,
     apiUrl: `http://127.0.0.1:${settings.RUNTIME_PORT}`,
-    warehouseRetentionDays: retentionDays.parse(process.env.WAREHOUSE_RETENTION_DAYS),
+    warehouseRetentionDays: warehouseRetentionDays(process.env.WAREHOUSE_RETENTION_DAYS),
     s3,
     sqs,
   };

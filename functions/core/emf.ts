@@ -80,7 +80,6 @@ export function keptInCloudWatch(name: string): boolean {
  * changed: CloudWatch dimensions are per line), under `namespace`, of the series `keep` chooses
  * (`keptInCloudWatch`). The first call reports everything counted so far.
  */
-
 export class EmfReporter {
   private readonly last = new Map<string, number>();
 

@@ -204,15 +204,15 @@ async function apply(
       else await applyData(c, m, dir, stats);
     } else {
       const current = await getObjectJson(m.bucket, m.key);
-      const manifest = current && manifestSchema.parse(current.value);
-      if (!current || !manifest) {
+      if (!current) {
         logger.info({ lake_key: m.key }, 'manifest gone; file not loaded');
         stats.skipped++;
-      } else if (pastWarehouseRetention(manifest, cutoff)) {
-        await retireFiles(c, [{ key: m.key, eTag: current.eTag, manifest }], stats);
-      } else {
-        await applyManifest(c, { ...m, manifest }, dir, stats);
+        continue;
       }
+      const manifest = manifestSchema.parse(current.value);
+      if (pastWarehouseRetention(manifest, cutoff))
+        await retireFiles(c, [{ key: m.key, eTag: current.eTag, manifest }], stats);
+      else await applyManifest(c, { ...m, manifest }, dir, stats);
     }
   }
   await flush();

@@ -200,6 +200,25 @@ describe('raw upload → enriched rows in the DuckDB warehouse', () => {
   });
 });
 
+/**
+ * A warehouse of a test's own (own bucket, own files), written by the domain function directly, with
+ * the bundled reference data: the shared one keeps what the other tests loaded.
+ */
+async function ownWarehouse(bucket: string) {
+  await stack.runtime.s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  const { WarehouseFiles } = await import('../../functions/warehouse/warehouse-file.js');
+  const { bundledReference } = await import('../../functions/contracts/reference.js');
+  const dir = await mkdtemp(join(stack.data, `${bucket}-`));
+  const ref = bundledReference(join(import.meta.dirname, '..', '..', 'config'));
+  return {
+    files: new WarehouseFiles(bucket, dir),
+    warehouseBucket: bucket,
+    tmpDir: dir,
+    baselineDays: 7,
+    reference: async () => ({ ...ref, sources: { devices: 'b', errorCodes: 'b' } }),
+  };
+}
+
 describe('the warehouse retention (WAREHOUSE_RETENTION_DAYS)', () => {
   it('a compaction drops whole files past it — rows, rejects, ledger, manifest — and they are not loaded again', async () => {
     const old = 'ret/2024/03/04/old.jsonl';
@@ -210,13 +229,9 @@ describe('the warehouse retention (WAREHOUSE_RETENTION_DAYS)', () => {
       joinLines(jsonlReadings({ seed: 32, lines: 50, start: new Date(Date.now() - 3_600_000) })),
     );
     await stack.waitForWarehouse([old, recent]);
-    // A second warehouse (own bucket), written by the domain function: the shared one keeps its 2024 data.
-    await stack.runtime.s3.send(new CreateBucketCommand({ Bucket: 'retention-test' }));
-    const { WarehouseFiles } = await import('../../functions/warehouse/warehouse-file.js');
+    // A warehouse of its own: the shared one keeps its 2024 data.
+    const deps = await ownWarehouse('retention-test');
     const { loadBatch } = await import('../../functions/warehouse/load-batch.js');
-    const { bundledReference } = await import('../../functions/contracts/reference.js');
-    const dir = await mkdtemp(join(stack.data, 'retention-'));
-    const ref = bundledReference(join(import.meta.dirname, '..', '..', 'config'));
     const message = async (...raw: string[]): Promise<WarehouseMessage> => ({
       kind: 'files',
       files: await Promise.all(
@@ -226,13 +241,6 @@ describe('the warehouse retention (WAREHOUSE_RETENTION_DAYS)', () => {
         }),
       ),
     });
-    const deps = {
-      files: new WarehouseFiles('retention-test', dir),
-      warehouseBucket: 'retention-test',
-      tmpDir: dir,
-      baselineDays: 7,
-      reference: async () => ({ ...ref, sources: { devices: 'b', errorCodes: 'b' } }),
-    };
     const per = async (key: string) =>
       (
         await stack.queryWarehouse(
@@ -347,19 +355,8 @@ describe('the warehouse retention (WAREHOUSE_RETENTION_DAYS)', () => {
 describe('the warehouse writer, crashing between load and upload', () => {
   it('the retry produces the right file: every object once', async () => {
     // A second warehouse (own bucket and key), written by the domain function directly.
-    await stack.runtime.s3.send(new CreateBucketCommand({ Bucket: 'crash-test' }));
-    const { WarehouseFiles } = await import('../../functions/warehouse/warehouse-file.js');
+    const deps = await ownWarehouse('crash-test');
     const { loadBatch } = await import('../../functions/warehouse/load-batch.js');
-    const { bundledReference } = await import('../../functions/contracts/reference.js');
-    const dir = await mkdtemp(join(stack.data, 'crash-'));
-    const ref = bundledReference(join(import.meta.dirname, '..', '..', 'config'));
-    const deps = {
-      files: new WarehouseFiles('crash-test', dir),
-      warehouseBucket: 'crash-test',
-      tmpDir: dir,
-      baselineDays: 7,
-      reference: async () => ({ ...ref, sources: { devices: 'b', errorCodes: 'b' } }),
-    };
     const objects =
       await stack.queryWarehouse(`SELECT lake_key, etag, source_key, source_etag, CAST(raw_created_at AS VARCHAR) AS created, rows
         FROM ledger WHERE kind = 'readings' AND source_key LIKE 'burst/%' ORDER BY 1 LIMIT 2`);
